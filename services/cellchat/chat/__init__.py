@@ -1,0 +1,1 @@
+"""The chat service: conversations, messages, horizons; domain → app → storage/transports."""

@@ -1,0 +1,1 @@
+"""Use cases: one place where each command and query is carried out; transports call only these."""

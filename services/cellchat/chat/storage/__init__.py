@@ -1,0 +1,1 @@
+"""Storage adapters implementing `cellchat.chat.app.ports.ChatStore`: embedded (SQLite) and CQL."""
