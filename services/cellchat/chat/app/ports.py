@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from cellchat.chat.domain.events import ChatEvent
 from cellchat.chat.domain.model import (
     Conversation,
     Horizons,
@@ -152,3 +153,16 @@ class ChatStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where the app reports what it changed (real-time fan-out, the event outbox).
+
+    `publish` is called after the change is stored and must not block on slow consumers.
+    """
+
+    async def publish(self, event: ChatEvent) -> None: ...
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...

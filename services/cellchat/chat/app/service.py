@@ -1,0 +1,457 @@
+"""The chat's use cases. gRPC and WebSocket transports call these and nothing else.
+
+Each method takes the authenticated caller's id first. Every access to a conversation starts
+with the participant check, and a non-participant gets the same `NotFound` as for a
+conversation that does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import attrs
+
+from cellchat.chat.app.ports import ChatStore, Clock, EventSink
+from cellchat.chat.app.sequencer import SendSequencer, Stored
+from cellchat.chat.domain import events, rules
+from cellchat.chat.domain.content import Limits, validate_content
+from cellchat.chat.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+)
+from cellchat.chat.domain.ids import direct_conversation_id, is_uuid, uuid7
+from cellchat.chat.domain.model import (
+    MUTED_FOREVER,
+    Attachment,
+    Context,
+    Conversation,
+    ConversationKind,
+    DeliveryStatus,
+    Draft,
+    Horizons,
+    InboxEntry,
+    Membership,
+    Message,
+    MessageKind,
+    Participant,
+    Role,
+)
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class NoEvents:
+    async def publish(self, event: events.ChatEvent) -> None:
+        return None
+
+
+@attrs.frozen
+class ConversationView:
+    conversation: Conversation
+    participants: tuple[Participant, ...]
+    horizons: tuple[Horizons, ...]
+    last_seq: int
+
+
+@attrs.frozen
+class MessagePage:
+    messages: tuple[Message, ...]
+    statuses: dict[int, DeliveryStatus]  # for the caller's own messages, by seq
+    has_more: bool
+    last_seq: int
+    read_seq: int
+
+
+@attrs.frozen
+class InboxPage:
+    entries: tuple[InboxEntry, ...]
+    participants: dict[str, tuple[Participant, ...]]
+    next_cursor: str
+
+
+@attrs.frozen
+class NewMessage:
+    """A send request as the transports decode it."""
+
+    conversation_id: str
+    client_message_id: str
+    kind: MessageKind
+    text: str = ""
+    attachment: Attachment | None = None
+    reply_to_seq: int = 0
+
+
+class ChatApp:
+    def __init__(
+        self,
+        store: ChatStore,
+        *,
+        events_sink: EventSink | None = None,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        sequencer: SendSequencer | None = None,
+    ) -> None:
+        self.store = store
+        self.limits = limits or Limits()
+        self._events: EventSink = events_sink or NoEvents()
+        self._clock: Clock = clock or SystemClock()
+        self.sequencer = sequencer or SendSequencer(store)
+
+    # ------------------------------------------------------------ helpers
+
+    def _check_conversation_id(self, conversation_id: str) -> None:
+        if not is_uuid(conversation_id):
+            raise InvalidArgument("conversation_id", "not a conversation id")
+
+    async def _participants_of(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[list[Participant], Participant]:
+        self._check_conversation_id(conversation_id)
+        participants = await self.store.get_participants(conversation_id)
+        me = rules.require_participant(participants, user_id)
+        return participants, me
+
+    async def _conversation(self, conversation_id: str) -> Conversation:
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        return conversation
+
+    @staticmethod
+    def _check_seq(field: str, seq: int) -> None:
+        if seq < 0:
+            raise InvalidArgument(field, "must not be negative")
+
+    # ------------------------------------------------------------ conversations
+
+    async def create_direct(
+        self,
+        user_id: str,
+        counterpart_id: str,
+        *,
+        counterpart_role: Role = Role.SELLER,
+        context: Context = Context(),
+    ) -> tuple[ConversationView, bool]:
+        rules.validate_user_id("counterpart_id", counterpart_id, self.limits)
+        if counterpart_id == user_id:
+            raise InvalidArgument("counterpart_id", "cannot start a conversation with yourself")
+        if counterpart_role not in (Role.BUYER, Role.SELLER):
+            raise InvalidArgument("counterpart_role", "must be BUYER or SELLER")
+        for field, value in (("context.product_id", context.product_id),
+                             ("context.order_id", context.order_id)):
+            if len(value) > self.limits.max_id_chars:
+                raise InvalidArgument(field, f"longer than {self.limits.max_id_chars} characters")
+        my_role = Role.BUYER if counterpart_role is Role.SELLER else Role.SELLER
+        now = self._clock.now_ms()
+        conversation = Conversation(
+            conversation_id=direct_conversation_id(
+                user_id, counterpart_id, context.product_id, context.order_id
+            ),
+            kind=ConversationKind.DIRECT,
+            created_by=user_id,
+            created_at_ms=now,
+            context=context,
+        )
+        participants = [
+            Participant(user_id, my_role, now),
+            Participant(counterpart_id, counterpart_role, now),
+        ]
+        stored, created = await self.store.create_conversation(conversation, participants)
+        view = await self._view(stored)
+        if created:
+            await self._events.publish(events.ConversationCreated(stored, view.participants))
+        return view, created
+
+    async def create_group(
+        self, user_id: str, title: str, member_ids: Sequence[str]
+    ) -> ConversationView:
+        members = rules.validate_group_members(user_id, member_ids, title, self.limits)
+        now = self._clock.now_ms()
+        conversation = Conversation(
+            conversation_id=uuid7(now, os.urandom(10)),
+            kind=ConversationKind.GROUP,
+            created_by=user_id,
+            created_at_ms=now,
+            title=title.strip(),
+        )
+        participants = [Participant(user_id, Role.ADMIN, now)] + [
+            Participant(member, Role.MEMBER, now) for member in members
+        ]
+        stored, _ = await self.store.create_conversation(conversation, participants)
+        view = await self._view(stored)
+        await self._events.publish(events.ConversationCreated(stored, view.participants))
+        return view
+
+    async def add_participants(
+        self, user_id: str, conversation_id: str, user_ids: Sequence[str]
+    ) -> ConversationView:
+        participants, me = await self._participants_of(conversation_id, user_id)
+        conversation = await self._conversation(conversation_id)
+        if conversation.kind is ConversationKind.DIRECT:
+            raise FailedPrecondition("direct conversations have exactly two participants")
+        rules.require_admin(me)
+        present = {p.user_id for p in participants}
+        new: list[str] = []
+        for index, uid in enumerate(user_ids):
+            rules.validate_user_id(f"user_ids[{index}]", uid, self.limits)
+            if uid not in present and uid not in new:
+                new.append(uid)
+        if not user_ids:
+            raise InvalidArgument("user_ids", "at least one user is required")
+        if len(present) + len(new) > self.limits.max_group_participants:
+            raise LimitExceeded(
+                f"a group has at most {self.limits.max_group_participants} participants"
+            )
+        if new:
+            now = self._clock.now_ms()
+            await self.store.add_participants(
+                conversation_id, [Participant(uid, Role.MEMBER, now) for uid in new]
+            )
+        view = await self._view(conversation)
+        if new:
+            await self._events.publish(
+                events.ParticipantsChanged(conversation, view.participants, added=tuple(new))
+            )
+        return view
+
+    async def remove_participant(
+        self, user_id: str, conversation_id: str, target_id: str
+    ) -> ConversationView:
+        participants, me = await self._participants_of(conversation_id, user_id)
+        conversation = await self._conversation(conversation_id)
+        if conversation.kind is ConversationKind.DIRECT:
+            raise FailedPrecondition("direct conversations have exactly two participants")
+        if target_id != user_id:
+            rules.require_admin(me)
+        if target_id not in {p.user_id for p in participants}:
+            raise NotFound("no such participant")
+        await self.store.remove_participant(conversation_id, target_id)
+        view = await self._view(conversation)
+        await self._events.publish(
+            events.ParticipantsChanged(
+                conversation,
+                view.participants,
+                removed=(target_id,),
+            )
+        )
+        return view
+
+    async def get_conversation(self, user_id: str, conversation_id: str) -> ConversationView:
+        await self._participants_of(conversation_id, user_id)
+        return await self._view(await self._conversation(conversation_id))
+
+    async def _view(self, conversation: Conversation) -> ConversationView:
+        cid = conversation.conversation_id
+        participants = await self.store.get_participants(cid)
+        horizons = await self.store.get_horizons(cid)
+        last_seq = await self.store.get_last_seq(cid)
+        return ConversationView(conversation, tuple(participants), tuple(horizons), last_seq)
+
+    async def get_user_conversations(
+        self, user_id: str, *, page_size: int = 0, cursor: str = ""
+    ) -> InboxPage:
+        limit = rules.clamp_page_size("page_size", page_size, 20, self.limits)
+        entries, next_cursor = await self.store.list_inbox(user_id, limit=limit, cursor=cursor)
+        participants = {
+            e.conversation.conversation_id: tuple(
+                await self.store.get_participants(e.conversation.conversation_id)
+            )
+            for e in entries
+        }
+        return InboxPage(tuple(entries), participants, next_cursor)
+
+    # ------------------------------------------------------------ messages
+
+    async def send_message(self, user_id: str, request: NewMessage) -> Stored:
+        cid = request.conversation_id
+        client_id = request.client_message_id
+        if not client_id or len(client_id) > self.limits.max_id_chars:
+            raise InvalidArgument(
+                "client_message_id", f"required, at most {self.limits.max_id_chars} characters"
+            )
+        validate_content(request.kind, request.text, request.attachment, self.limits, system=False)
+        self._check_seq("reply_to_seq", request.reply_to_seq)
+        participants, _ = await self._participants_of(cid, user_id)
+        return await self._send(user_id, request, participants)
+
+    async def post_system_message(
+        self, conversation_id: str, request: NewMessage
+    ) -> Stored:
+        """Messages written by the service itself (order cards): no participant check."""
+        validate_content(request.kind, request.text, request.attachment, self.limits, system=True)
+        participants = await self.store.get_participants(conversation_id)
+        return await self._send(rules.SYSTEM_SENDER, request, participants)
+
+    async def _send(
+        self, sender_id: str, request: NewMessage, participants: Sequence[Participant]
+    ) -> Stored:
+        cid = request.conversation_id
+        thread_root = 0
+        if request.reply_to_seq:
+            parent = await self.store.get_message(cid, request.reply_to_seq)
+            if parent is None:
+                raise InvalidArgument("reply_to_seq", "no such message in this conversation")
+            thread_root = rules.thread_root_of(parent)
+        now = self._clock.now_ms()
+        draft = Draft(
+            conversation_id=cid,
+            message_id=uuid7(now, os.urandom(10)),
+            sender_id=sender_id,
+            kind=request.kind,
+            text=request.text,
+            attachment=request.attachment,
+            client_message_id=request.client_message_id,
+            created_at_ms=now,
+            reply_to_seq=request.reply_to_seq,
+            thread_root_seq=thread_root,
+        )
+        recipients = tuple(p.user_id for p in participants)
+        stored = await self.sequencer.submit(draft, recipients)
+        if not stored.duplicate:
+            if sender_id != rules.SYSTEM_SENDER:
+                await self.store.advance_horizons(
+                    cid, sender_id, read_seq=stored.message.seq
+                )
+            await self._events.publish(events.MessageCreated(stored.message, recipients))
+        return stored
+
+    async def edit_message(
+        self, user_id: str, conversation_id: str, seq: int, text: str
+    ) -> Message:
+        participants, _ = await self._participants_of(conversation_id, user_id)
+        message = await self._message(conversation_id, seq)
+        now = self._clock.now_ms()
+        rules.validate_edit(message, user_id, text, now, self.limits)
+        edited = attrs.evolve(message, text=text, edited_at_ms=now, version=message.version + 1)
+        await self.store.update_message(edited)
+        await self._events.publish(
+            events.MessageEdited(edited, tuple(p.user_id for p in participants))
+        )
+        return edited
+
+    async def delete_message(self, user_id: str, conversation_id: str, seq: int) -> Message:
+        participants, me = await self._participants_of(conversation_id, user_id)
+        message = await self._message(conversation_id, seq)
+        rules.validate_delete(message, me)
+        if message.deleted:
+            return message
+        tombstone = attrs.evolve(
+            message,
+            text="",
+            attachment=None,
+            deleted=True,
+            edited_at_ms=self._clock.now_ms(),
+            version=message.version + 1,
+        )
+        await self.store.update_message(tombstone)
+        await self._events.publish(
+            events.MessageDeleted(tombstone, tuple(p.user_id for p in participants))
+        )
+        return tombstone
+
+    async def _message(self, conversation_id: str, seq: int) -> Message:
+        if seq <= 0:
+            raise InvalidArgument("seq", "must be positive")
+        message = await self.store.get_message(conversation_id, seq)
+        if message is None:
+            raise NotFound("message not found")
+        return message
+
+    async def get_messages(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        page_size: int = 0,
+        before_seq: int = 0,
+        after_seq: int = 0,
+        thread_root_seq: int = 0,
+    ) -> MessagePage:
+        limit = rules.clamp_page_size("page_size", page_size, 50, self.limits)
+        for field, value in (("before_seq", before_seq), ("after_seq", after_seq),
+                             ("thread_root_seq", thread_root_seq)):
+            self._check_seq(field, value)
+        if before_seq and after_seq:
+            raise InvalidArgument("after_seq", "give before_seq or after_seq, not both")
+        await self._participants_of(conversation_id, user_id)
+        if thread_root_seq:
+            await self._message(conversation_id, thread_root_seq)
+            if before_seq:
+                raise InvalidArgument("before_seq", "threads page forwards with after_seq")
+            found = await self.store.get_thread(
+                conversation_id, thread_root_seq, after_seq=after_seq, limit=limit + 1
+            )
+        else:
+            found = await self.store.get_messages(
+                conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit + 1
+            )
+        has_more = len(found) > limit
+        page = tuple(found[:limit])
+        horizons = await self.store.get_horizons(conversation_id)
+        statuses = {
+            m.seq: rules.delivery_status(m, horizons) for m in page if m.sender_id == user_id
+        }
+        mine = next((h for h in horizons if h.user_id == user_id), Horizons(user_id))
+        last_seq = await self.store.get_last_seq(conversation_id)
+        return MessagePage(page, statuses, has_more, last_seq, mine.read_seq)
+
+    # ------------------------------------------------------------ horizons, mute
+
+    async def mark_read(self, user_id: str, conversation_id: str, up_to_seq: int) -> Membership:
+        return await self._advance(user_id, conversation_id, up_to_seq, read=True)
+
+    async def mark_delivered(
+        self, user_id: str, conversation_id: str, up_to_seq: int
+    ) -> Membership:
+        return await self._advance(user_id, conversation_id, up_to_seq, read=False)
+
+    async def _advance(
+        self, user_id: str, conversation_id: str, up_to_seq: int, *, read: bool
+    ) -> Membership:
+        self._check_seq("up_to_seq", up_to_seq)
+        participants, _ = await self._participants_of(conversation_id, user_id)
+        last_seq = await self.store.get_last_seq(conversation_id)
+        target = last_seq if up_to_seq == 0 else min(up_to_seq, last_seq)
+        if read:
+            membership = await self.store.advance_horizons(
+                conversation_id, user_id, read_seq=target
+            )
+        else:
+            membership = await self.store.advance_horizons(
+                conversation_id, user_id, delivered_seq=target
+            )
+        await self._events.publish(
+            events.HorizonsAdvanced(
+                conversation_id,
+                user_id,
+                membership.read_seq,
+                membership.delivered_seq,
+                tuple(p.user_id for p in participants),
+            )
+        )
+        return membership
+
+    async def unread_count(self, user_id: str, conversation_id: str) -> int:
+        await self._participants_of(conversation_id, user_id)
+        membership = await self.store.get_membership(conversation_id, user_id)
+        last_seq = await self.store.get_last_seq(conversation_id)
+        return rules.unread_count(last_seq, membership.read_seq if membership else 0)
+
+    async def set_mute(
+        self, user_id: str, conversation_id: str, *, muted: bool, until_ms: int = 0
+    ) -> int:
+        await self._participants_of(conversation_id, user_id)
+        if until_ms < 0:
+            raise InvalidArgument("until_ms", "must not be negative")
+        if muted and until_ms and until_ms <= self._clock.now_ms():
+            raise InvalidArgument("until_ms", "must be in the future")
+        value = (until_ms or MUTED_FOREVER) if muted else 0
+        await self.store.set_muted_until(conversation_id, user_id, value)
+        return value

@@ -1,0 +1,426 @@
+"""The embedded store: SQLite in the service's own process, for `cellchat run` with no settings.
+
+It exists so a newcomer has a working chat in one command; production and the integration
+tests use the CQL store. It keeps the same promises as every `ChatStore` (the contract suite
+checks both). Each method does all its SQLite work without yielding to Trio in between, and
+the service is single-threaded, so every method is atomic without further locking. SQLite calls
+are fast enough (in memory or a local file with WAL) to run on the event loop directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from cellchat.chat.domain.content import attachment_from_json, attachment_to_json
+from cellchat.chat.domain.errors import InvalidArgument
+from cellchat.chat.domain.model import (
+    Context,
+    Conversation,
+    ConversationKind,
+    Horizons,
+    InboxEntry,
+    Membership,
+    Message,
+    MessageKind,
+    Participant,
+    Role,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+  conversation_id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL,
+  product_id TEXT NOT NULL, order_id TEXT NOT NULL, created_by TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+  last_activity_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS participants (
+  conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,
+  joined_at_ms INTEGER NOT NULL, PRIMARY KEY (conversation_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS memberships (
+  conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, active INTEGER NOT NULL,
+  read_seq INTEGER NOT NULL DEFAULT 0, delivered_seq INTEGER NOT NULL DEFAULT 0,
+  muted_until_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conversation_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships (user_id, active);
+CREATE TABLE IF NOT EXISTS messages (
+  conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, message_id TEXT NOT NULL,
+  sender_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, attachment TEXT NOT NULL,
+  client_message_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+  edited_at_ms INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 1,
+  deleted INTEGER NOT NULL DEFAULT 0, reply_to_seq INTEGER NOT NULL DEFAULT 0,
+  thread_root_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conversation_id, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (conversation_id, thread_root_seq, seq);
+CREATE TABLE IF NOT EXISTS client_ids (
+  conversation_id TEXT NOT NULL, sender_id TEXT NOT NULL, client_message_id TEXT NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY (conversation_id, sender_id, client_message_id)
+);
+"""
+
+_MESSAGE_COLUMNS = (
+    "m.conversation_id, m.seq, m.message_id, m.sender_id, m.kind, m.text, m.attachment,"
+    " m.client_message_id, m.created_at_ms, m.edited_at_ms, m.version, m.deleted,"
+    " m.reply_to_seq, m.thread_root_seq,"
+    " (SELECT COUNT(*) FROM messages r WHERE r.conversation_id = m.conversation_id"
+    "  AND r.thread_root_seq = m.seq) AS reply_count"
+)
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        message_id=row["message_id"],
+        sender_id=row["sender_id"],
+        kind=MessageKind(row["kind"]),
+        text=row["text"],
+        attachment=attachment_from_json(row["attachment"]),
+        client_message_id=row["client_message_id"],
+        created_at_ms=row["created_at_ms"],
+        edited_at_ms=row["edited_at_ms"],
+        version=row["version"],
+        deleted=bool(row["deleted"]),
+        reply_to_seq=row["reply_to_seq"],
+        thread_root_seq=row["thread_root_seq"],
+        reply_count=row["reply_count"],
+    )
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        conversation_id=row["conversation_id"],
+        kind=ConversationKind(row["kind"]),
+        created_by=row["created_by"],
+        created_at_ms=row["created_at_ms"],
+        title=row["title"],
+        context=Context(row["product_id"], row["order_id"]),
+    )
+
+
+def _membership(row: sqlite3.Row) -> Membership:
+    return Membership(
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        read_seq=row["read_seq"],
+        delivered_seq=row["delivered_seq"],
+        muted_until_ms=row["muted_until_ms"],
+    )
+
+
+class EmbeddedStore:
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # ------------------------------------------------------------ conversations
+
+    async def create_conversation(
+        self, conversation: Conversation, participants: Sequence[Participant]
+    ) -> tuple[Conversation, bool]:
+        await trio.lowlevel.checkpoint()
+        c = conversation
+        with self._tx():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO conversations VALUES (?,?,?,?,?,?,?,0,?)",
+                (c.conversation_id, c.kind.value, c.title, c.context.product_id,
+                 c.context.order_id, c.created_by, c.created_at_ms, c.created_at_ms),
+            )
+            created = cursor.rowcount == 1
+            stored = _conversation(
+                self._q("SELECT * FROM conversations WHERE conversation_id=?",
+                        (c.conversation_id,))[0]
+            )
+            for p in participants:
+                self._add_participant(stored.conversation_id, p, stored.created_at_ms)
+        return stored, created
+
+    def _add_participant(self, cid: str, p: Participant, joined_at_ms: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO participants VALUES (?,?,?,?)",
+            (cid, p.user_id, p.role.value, joined_at_ms),
+        )
+        last_seq = self._last_seq(cid)
+        self._db.execute(
+            "INSERT INTO memberships (conversation_id, user_id, active, read_seq, delivered_seq)"
+            " VALUES (?,?,1,?,?) ON CONFLICT DO UPDATE SET active=1,"
+            " read_seq=max(read_seq, excluded.read_seq),"
+            " delivered_seq=max(delivered_seq, excluded.delivered_seq)",
+            (cid, p.user_id, last_seq, last_seq),
+        )
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        await trio.lowlevel.checkpoint()
+        rows = self._q("SELECT * FROM conversations WHERE conversation_id=?", (conversation_id,))
+        return _conversation(rows[0]) if rows else None
+
+    async def get_participants(self, conversation_id: str) -> list[Participant]:
+        await trio.lowlevel.checkpoint()
+        return [
+            Participant(r["user_id"], Role(r["role"]), r["joined_at_ms"])
+            for r in self._q(
+                "SELECT * FROM participants WHERE conversation_id=? ORDER BY user_id",
+                (conversation_id,),
+            )
+        ]
+
+    async def add_participants(
+        self, conversation_id: str, participants: Sequence[Participant]
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        with self._tx():
+            for p in participants:
+                self._add_participant(conversation_id, p, p.joined_at_ms)
+
+    async def remove_participant(self, conversation_id: str, user_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        with self._tx():
+            self._db.execute(
+                "DELETE FROM participants WHERE conversation_id=? AND user_id=?",
+                (conversation_id, user_id),
+            )
+            self._db.execute(
+                "UPDATE memberships SET active=0 WHERE conversation_id=? AND user_id=?",
+                (conversation_id, user_id),
+            )
+
+    # ------------------------------------------------------------ messages
+
+    def _last_seq(self, conversation_id: str) -> int:
+        rows = self._q(
+            "SELECT last_seq FROM conversations WHERE conversation_id=?", (conversation_id,)
+        )
+        return int(rows[0]["last_seq"]) if rows else 0
+
+    async def get_last_seq(self, conversation_id: str) -> int:
+        await trio.lowlevel.checkpoint()
+        return self._last_seq(conversation_id)
+
+    async def find_by_client_ids(
+        self, conversation_id: str, sender_id: str, client_message_ids: Sequence[str]
+    ) -> dict[str, Message]:
+        await trio.lowlevel.checkpoint()
+        found: dict[str, Message] = {}
+        for client_id in client_message_ids:
+            rows = self._q(
+                f"SELECT {_MESSAGE_COLUMNS} FROM client_ids c JOIN messages m"
+                " ON m.conversation_id = c.conversation_id AND m.seq = c.seq"
+                " WHERE c.conversation_id=? AND c.sender_id=? AND c.client_message_id=?",
+                (conversation_id, sender_id, client_id),
+            )
+            if rows:
+                found[client_id] = _message(rows[0])
+        return found
+
+    async def append_messages(
+        self,
+        conversation_id: str,
+        expected_last_seq: int,
+        messages: Sequence[Message],
+        recipients: Sequence[str],
+    ) -> bool:
+        await trio.lowlevel.checkpoint()
+        if not messages:
+            return True
+        with self._tx():
+            if self._last_seq(conversation_id) != expected_last_seq:
+                return False
+            for offset, m in enumerate(messages, start=1):
+                if m.seq != expected_last_seq + offset:
+                    raise ValueError("messages must continue the sequence densely")
+                self._db.execute(
+                    "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (conversation_id, m.seq, m.message_id, m.sender_id, m.kind.value, m.text,
+                     attachment_to_json(m.attachment), m.client_message_id, m.created_at_ms,
+                     m.edited_at_ms, m.version, int(m.deleted), m.reply_to_seq,
+                     m.thread_root_seq),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO client_ids VALUES (?,?,?,?)",
+                    (conversation_id, m.sender_id, m.client_message_id, m.seq),
+                )
+            last = messages[-1]
+            self._db.execute(
+                "UPDATE conversations SET last_seq=?, last_activity_ms=max(last_activity_ms, ?)"
+                " WHERE conversation_id=?",
+                (last.seq, last.created_at_ms, conversation_id),
+            )
+        return True
+
+    async def get_message(self, conversation_id: str, seq: int) -> Message | None:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id=? AND seq=?",
+            (conversation_id, seq),
+        )
+        return _message(rows[0]) if rows else None
+
+    async def get_messages(
+        self, conversation_id: str, *, before_seq: int = 0, after_seq: int = 0, limit: int
+    ) -> list[Message]:
+        await trio.lowlevel.checkpoint()
+        if after_seq > 0:
+            sql = "AND seq > ? ORDER BY seq ASC"
+            bound = after_seq
+        else:
+            sql = "AND seq < ? ORDER BY seq DESC"
+            bound = before_seq if before_seq > 0 else 2**62
+        rows = self._q(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id=? {sql} LIMIT ?",
+            (conversation_id, bound, limit),
+        )
+        return [_message(r) for r in rows]
+
+    async def get_thread(
+        self, conversation_id: str, root_seq: int, *, after_seq: int = 0, limit: int
+    ) -> list[Message]:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id=?"
+            " AND thread_root_seq=? AND seq > ? ORDER BY seq ASC LIMIT ?",
+            (conversation_id, root_seq, after_seq, limit),
+        )
+        return [_message(r) for r in rows]
+
+    async def update_message(self, message: Message) -> None:
+        await trio.lowlevel.checkpoint()
+        m = message
+        self._db.execute(
+            "UPDATE messages SET text=?, attachment=?, edited_at_ms=?, version=?, deleted=?"
+            " WHERE conversation_id=? AND seq=?",
+            (m.text, attachment_to_json(m.attachment), m.edited_at_ms, m.version,
+             int(m.deleted), m.conversation_id, m.seq),
+        )
+
+    # ------------------------------------------------------------ horizons, inbox
+
+    async def advance_horizons(
+        self, conversation_id: str, user_id: str, *, read_seq: int = 0, delivered_seq: int = 0
+    ) -> Membership:
+        await trio.lowlevel.checkpoint()
+        delivered = max(read_seq, delivered_seq)
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO memberships (conversation_id, user_id, active, read_seq,"
+                " delivered_seq) VALUES (?,?,1,?,?) ON CONFLICT DO UPDATE SET"
+                " read_seq=max(read_seq, excluded.read_seq),"
+                " delivered_seq=max(delivered_seq, excluded.delivered_seq)",
+                (conversation_id, user_id, read_seq, delivered),
+            )
+            row = self._q(
+                "SELECT * FROM memberships WHERE conversation_id=? AND user_id=?",
+                (conversation_id, user_id),
+            )[0]
+        return _membership(row)
+
+    async def get_horizons(self, conversation_id: str) -> list[Horizons]:
+        await trio.lowlevel.checkpoint()
+        return [
+            Horizons(r["user_id"], r["read_seq"], r["delivered_seq"])
+            for r in self._q(
+                "SELECT * FROM memberships WHERE conversation_id=? AND active=1"
+                " ORDER BY user_id",
+                (conversation_id,),
+            )
+        ]
+
+    async def get_membership(self, conversation_id: str, user_id: str) -> Membership | None:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            "SELECT * FROM memberships WHERE conversation_id=? AND user_id=? AND active=1",
+            (conversation_id, user_id),
+        )
+        return _membership(rows[0]) if rows else None
+
+    async def set_muted_until(
+        self, conversation_id: str, user_id: str, muted_until_ms: int
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        self._db.execute(
+            "UPDATE memberships SET muted_until_ms=? WHERE conversation_id=? AND user_id=?",
+            (muted_until_ms, conversation_id, user_id),
+        )
+
+    async def list_inbox(
+        self, user_id: str, *, limit: int, cursor: str = ""
+    ) -> tuple[list[InboxEntry], str]:
+        await trio.lowlevel.checkpoint()
+        position: tuple[int, str] = (2**62, "")
+        if cursor:
+            try:
+                activity, cid = cursor.split(":", 1)
+                position = (int(activity), cid)
+            except ValueError:
+                raise InvalidArgument("cursor", "malformed cursor") from None
+        rows = self._q(
+            "SELECT c.*, m.read_seq, m.delivered_seq, m.muted_until_ms, m.user_id"
+            " FROM memberships m JOIN conversations c USING (conversation_id)"
+            " WHERE m.user_id=? AND m.active=1"
+            " AND (c.last_activity_ms < ? OR (c.last_activity_ms = ? AND c.conversation_id < ?))"
+            " ORDER BY c.last_activity_ms DESC, c.conversation_id DESC LIMIT ?",
+            (user_id, position[0], position[0], position[1] or "\U0010ffff", limit + 1),
+        )
+        entries = []
+        for row in rows[:limit]:
+            last = None
+            if row["last_seq"]:
+                found = self._q(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages m"
+                    " WHERE conversation_id=? AND seq=?",
+                    (row["conversation_id"], row["last_seq"]),
+                )
+                last = _message(found[0]) if found else None
+            entries.append(
+                InboxEntry(
+                    conversation=_conversation(row),
+                    last_seq=row["last_seq"],
+                    last_activity_ms=row["last_activity_ms"],
+                    last_message=last,
+                    membership=_membership(row),
+                )
+            )
+        next_cursor = ""
+        if len(rows) > limit:
+            tail = entries[-1]
+            next_cursor = f"{tail.last_activity_ms}:{tail.conversation.conversation_id}"
+        return entries, next_cursor
+
+    async def aclose(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error, so a failure writes nothing."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+@asynccontextmanager
+async def open_embedded_store(path: str = ":memory:") -> AsyncIterator[EmbeddedStore]:
+    store = EmbeddedStore(path)
+    try:
+        yield store
+    finally:
+        await store.aclose()
