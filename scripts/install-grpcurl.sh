@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install grpcurl, the stock gRPC command-line client the integration tests drive our server
+# with (reflection, health, error statuses), into ~/.cache/cellchat/bin. Built from its Go
+# module at a pinned version; idempotent: an existing binary of that version is kept.
+set -euo pipefail
+
+GRPCURL_VERSION="v1.9.4"
+BIN_DIR="${CELLCHAT_CACHE:-$HOME/.cache/cellchat}/bin"
+export PATH="$PATH:/usr/local/go/bin"
+
+if [[ -x "$BIN_DIR/grpcurl" ]] && "$BIN_DIR/grpcurl" -version 2>&1 | grep -q "${GRPCURL_VERSION}"; then
+  exit 0
+fi
+command -v go >/dev/null || { echo "install-grpcurl: Go is required (expected at /usr/local/go/bin)" >&2; exit 1; }
+mkdir -p "$BIN_DIR"
+GOBIN="$BIN_DIR" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@${GRPCURL_VERSION}"
+"$BIN_DIR/grpcurl" -version
