@@ -1,0 +1,97 @@
+"""Bearer tokens: one verifier shared by gRPC metadata and the WebSocket handshake.
+
+Algorithms are pinned by configuration (never taken from the token), and `exp`, `sub`, `iss`
+and `aud` are required. Error messages say what is wrong with a token without echoing it, so a
+token never reaches a log through an error.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import jwt
+
+from cellchat.chat.domain.errors import Unauthenticated
+
+_ASYMMETRIC_PREFIXES = ("RS", "ES", "PS", "Ed")
+
+
+@attrs.frozen
+class JwtSettings:
+    algorithms: tuple[str, ...] = ("HS256",)
+    verify_key: str = attrs.field(default="", repr=False)  # HMAC secret or PEM public key
+    signing_key: str = attrs.field(default="", repr=False)  # for `cellchat token` only
+    issuer: str = "cellchat"
+    audience: str = "cellchat"
+    leeway_s: int = 30
+
+    def __attrs_post_init__(self) -> None:
+        if not self.algorithms or "none" in {a.lower() for a in self.algorithms}:
+            raise ValueError("JWT_ALGORITHMS must name at least one real algorithm")
+        symmetric = [a for a in self.algorithms if a.startswith("HS")]
+        if symmetric and len(symmetric) != len(self.algorithms):
+            # One key cannot safely serve both families (the classic key-confusion attack).
+            raise ValueError("JWT_ALGORITHMS must not mix HMAC and public-key algorithms")
+        if not self.verify_key:
+            raise ValueError("a JWT verification key is required (JWT_SECRET or JWT_PUBLIC_KEY)")
+
+
+@attrs.frozen
+class Principal:
+    user_id: str
+    expires_at: int
+
+
+class TokenVerifier:
+    def __init__(self, settings: JwtSettings) -> None:
+        self._settings = settings
+
+    def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthenticated("missing bearer token")
+        s = self._settings
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                s.verify_key,
+                algorithms=list(s.algorithms),
+                audience=s.audience,
+                issuer=s.issuer,
+                leeway=s.leeway_s,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("token audience not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("token issuer not accepted") from None
+        except jwt.InvalidAlgorithmError:
+            raise Unauthenticated("token algorithm not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated("token signature invalid") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("token malformed") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise Unauthenticated("token subject invalid")
+        return Principal(subject, int(claims["exp"]))
+
+
+def mint_token(settings: JwtSettings, subject: str, *, ttl_s: int = 3600,
+               now: float | None = None) -> str:
+    """A token for development and tests; production tokens come from the marketplace's IdP."""
+    key = settings.signing_key or settings.verify_key
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": subject,
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "iat": issued,
+        "exp": issued + ttl_s,
+    }
+    return jwt.encode(claims, key, algorithm=settings.algorithms[0])
