@@ -104,6 +104,9 @@ class ChatApp:
         self._clock: Clock = clock or SystemClock()
         self.sequencer = sequencer or SendSequencer(store)
 
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
     # ------------------------------------------------------------ helpers
 
     def _check_conversation_id(self, conversation_id: str) -> None:

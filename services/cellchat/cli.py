@@ -1,0 +1,96 @@
+"""The `cellchat` command: run the services, apply migrations, mint development tokens.
+
+    cellchat run                 chat service (embedded store and broker unless configured)
+    cellchat presence            presence service
+    cellchat migrate             create the cell's keyspace and apply cql/ migrations
+    cellchat token --user alice  a development JWT for trying the API out
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from cellchat.settings import Settings, SettingsError, from_env
+
+
+def _settings() -> Settings:
+    try:
+        return from_env()
+    except SettingsError as exc:
+        print(f"cellchat: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    from cellchat.chat.server import serve_chat
+    from cellchat.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.service_name)
+    try:
+        trio.run(serve_chat, settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_presence(args: argparse.Namespace) -> int:
+    import trio
+
+    from cellchat.logs import configure_logging
+    from cellchat.presence.server import serve_presence
+
+    settings = _settings()
+    configure_logging("presence-service")
+    try:
+        trio.run(serve_presence, settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from cellchat.migrate import run_migrations
+
+    settings = _settings()
+    if settings.uses_embedded_store:
+        print("cellchat: SCYLLA_HOSTS is not set; the embedded store needs no migrations",
+              file=sys.stderr)
+        return 2
+    applied = run_migrations(settings)
+    print(f"keyspace {settings.keyspace}: applied {applied or 'nothing (up to date)'}")
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from cellchat.auth import mint_token
+
+    settings = _settings()
+    print(mint_token(settings.jwt, args.user, ttl_s=args.ttl))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cellchat", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the chat service").set_defaults(fn=_cmd_run)
+    sub.add_parser("presence", help="run the presence service").set_defaults(fn=_cmd_presence)
+    sub.add_parser("migrate", help="apply CQL migrations").set_defaults(fn=_cmd_migrate)
+    token = sub.add_parser("token", help="mint a development JWT")
+    token.add_argument("--user", required=True, help="the token's subject (user id)")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    token.set_defaults(fn=_cmd_token)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
