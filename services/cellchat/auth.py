@@ -36,6 +36,8 @@ class JwtSettings:
             raise ValueError("JWT_ALGORITHMS must not mix HMAC and public-key algorithms")
         if not self.verify_key:
             raise ValueError("a JWT verification key is required (JWT_SECRET or JWT_PUBLIC_KEY)")
+        if symmetric and len(self.verify_key.encode()) < 32:
+            raise ValueError("JWT_SECRET must be at least 32 bytes for HMAC algorithms")
 
 
 @attrs.frozen

@@ -151,7 +151,7 @@ async def test_precise_statuses_and_nothing_written(chat: Client) -> None:
             "GetMessages", pb.GetMessagesRequest(conversation_id=cid), None))
         await expect_status(grpc.StatusCode.UNAUTHENTICATED, chat.call(
             "GetMessages", pb.GetMessagesRequest(conversation_id=cid), None,
-            token=mint_token(attrs.evolve(JWT, verify_key="some-other-secret-0123456789"),
+            token=mint_token(attrs.evolve(JWT, verify_key="some-other-secret-0123456789abcdefgh"),
                              buyer)))
         await expect_status(grpc.StatusCode.UNAUTHENTICATED, chat.call(
             "GetMessages", pb.GetMessagesRequest(conversation_id=cid), None,
