@@ -13,7 +13,7 @@ from .deadlines import CallLimits, Deadline, call_deadline
 from .health import HealthServicer, ServingStatus
 from .metadata import CallInfo, Metadata, bearer_token
 from .reflection import REFLECTION_SERVICES, ReflectionIndex, reflection_services
-from .server import GrpcServer, ServerStatistics, serve
+from .server import GrpcServer, ServerStatistics, serve_grpc
 from .statuses import (
     ErrorMap,
     Rule,
@@ -43,7 +43,7 @@ __all__ = [
     "call_deadline",
     "reflection_services",
     "rpc_error",
-    "serve",
+    "serve_grpc",
     "single_exception",
     "status_for_exception",
 ]

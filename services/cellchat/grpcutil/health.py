@@ -37,7 +37,7 @@ class ServingStatus(enum.IntEnum):
     SERVICE_UNKNOWN = 3
 
 
-class HealthServicer(health_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer(health_grpc.HealthServicer):
     def __init__(self) -> None:
         self._statuses: dict[str, ServingStatus] = {"": ServingStatus.SERVING}
         self._changed = trio.Event()
@@ -72,17 +72,19 @@ class HealthServicer(health_grpc.HealthServicer):  # type: ignore[misc]
         status = self._statuses.get(input_message.service)
         if status is None:
             raise rpc_error(StatusCode.NOT_FOUND, f"unknown service {input_message.service!r}")
-        return health_pb2.HealthCheckResponse(status=status.value)
+        return _response(status)
 
     async def List(
         self, input_message: health_pb2.HealthListRequest
     ) -> health_pb2.HealthListResponse:
         response = health_pb2.HealthListResponse()
         for service, status in self._statuses.items():
-            response.statuses[service].status = status.value
+            response.statuses[service].CopyFrom(_response(status))
         return response
 
-    async def Watch(
+    # The generated base declares every method as a coroutine; purerpc wants an async
+    # generator for a server-streaming method.
+    async def Watch(  # type: ignore[override]
         self, input_message: health_pb2.HealthCheckRequest
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         service = input_message.service
@@ -94,8 +96,13 @@ class HealthServicer(health_grpc.HealthServicer):  # type: ignore[misc]
             changed = self._changed
             shutting_down = self._shutting_down
             if status is not sent:
-                yield health_pb2.HealthCheckResponse(status=status.value)
+                yield _response(status)
                 sent = status
             if shutting_down:
                 raise rpc_error(StatusCode.UNAVAILABLE, "server is shutting down")
             await changed.wait()
+
+
+def _response(status: ServingStatus) -> health_pb2.HealthCheckResponse:
+    # The enum's names are the proto's, and protobuf accepts enum values by name.
+    return health_pb2.HealthCheckResponse(status=status.name)

@@ -46,9 +46,7 @@ REFLECTION_SERVICES: tuple[str, ...] = tuple(_VERSIONS)
 class ReflectionIndex:
     """The lookups reflection needs, over a descriptor pool; no I/O, no protocol."""
 
-    def __init__(
-        self, service_names: Iterable[str], pool: DescriptorPool | None = None
-    ) -> None:
+    def __init__(self, service_names: Iterable[str], pool: DescriptorPool | None = None) -> None:
         self.service_names = tuple(sorted(set(service_names)))
         self._pool = pool if pool is not None else descriptor_pool.Default()
 
@@ -114,7 +112,8 @@ class _ReflectionStream:
                 numbers.base_type_name = name
                 numbers.extension_number.extend(self._index.extension_numbers(name))
             elif kind is not None:
-                files = self._index.serialized_with_dependencies(self._file(request, kind), self._sent)
+                file = self._file(request, kind)
+                files = self._index.serialized_with_dependencies(file, self._sent)
                 response.file_descriptor_response.file_descriptor_proto.extend(files)
             else:
                 response.error_response.error_code = StatusCode.INVALID_ARGUMENT.value

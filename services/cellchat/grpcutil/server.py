@@ -29,7 +29,7 @@ import errno
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import anyio
 import anyio.abc
@@ -52,7 +52,7 @@ from .health import HealthServicer
 from .reflection import REFLECTION_SERVICES, ReflectionIndex, reflection_services
 from .statuses import ErrorMap, StatusCode, status_for_exception
 
-__all__ = ["GrpcServer", "ServerStatistics", "serve"]
+__all__ = ["GrpcServer", "ServerStatistics", "serve_grpc"]
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,9 @@ class GrpcServer:
             )
             try:
                 for one in listener.listeners:
-                    nursery.start_soon(self._accept, one, connections)
+                    # create_tcp_listener makes one SocketListener per address family.
+                    socket_listener = cast(anyio.abc.SocketListener, one)
+                    nursery.start_soon(self._accept, socket_listener, connections)
                 log.info("gRPC server listening on %s:%d", host, bound_port)
                 task_status.started(bound_port)
                 await trio.sleep_forever()
@@ -199,9 +201,7 @@ class GrpcServer:
                     await self._drain(listener, grace_s)
                     connections_scope.cancel()
 
-    async def _accept(
-        self, listener: anyio.abc.SocketListener, connections: trio.Nursery
-    ) -> None:
+    async def _accept(self, listener: anyio.abc.SocketListener, connections: trio.Nursery) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -226,7 +226,9 @@ class GrpcServer:
             await self._wait_no_connections()
         if self._connections:
             left = sum(len(c.calls) for c in self._connections)
-            log.warning("gRPC server: cancelling %d call(s) still running after %g s", left, grace_s)
+            log.warning(
+                "gRPC server: cancelling %d call(s) still running after %g s", left, grace_s
+            )
         for connection in list(self._connections):
             connection.cancel_calls("shutdown")
         with trio.move_on_after(_CLOSE_TIMEOUT_S):
@@ -247,11 +249,14 @@ class GrpcServer:
         connection = _Connection()
         self._connections.add(connection)
         try:
-            async with stream, ServerConnection(
+            async with (
                 stream,
-                max_message_bytes=self._limits.max_message_bytes,
-                on_reset=connection.on_reset,
-            ) as socket:
+                ServerConnection(
+                    stream,
+                    max_message_bytes=self._limits.max_message_bytes,
+                    on_reset=connection.on_reset,
+                ) as socket,
+            ):
                 connection.socket = socket
                 if self._draining:  # accepted just before the listener closed
                     await self._start_draining(connection)
@@ -303,8 +308,9 @@ class GrpcServer:
             return
 
         cardinality = method.signature.cardinality
-        limit = (self._limits.streaming_s if cardinality in _STREAMING_RESPONSE
-                 else self._limits.unary_s)
+        limit = (
+            self._limits.streaming_s if cardinality in _STREAMING_RESPONSE else self._limits.unary_s
+        )
         deadline = call_deadline(trio.current_time(), event.timeout, limit)
         call = _Call(deadline)
         connection.calls[stream_id] = call
@@ -366,7 +372,7 @@ async def _open_shielded_nursery(
             await trio.sleep_forever()
 
 
-async def serve(
+async def serve_grpc(
     services: Iterable[ServiceLike],
     *,
     host: str = "127.0.0.1",
@@ -378,8 +384,11 @@ async def serve(
     limits: CallLimits | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """`GrpcServer(...).serve(...)` in one call: `port = await nursery.start(serve, [...])`."""
-    server = GrpcServer(services, health=health, reflection=reflection, errors=errors,
-                        limits=limits)
-    await server.serve(host=host, port=port, grace_s=grace_s, task_status=task_status)
+    """`GrpcServer(...).serve(...)` in one call.
 
+    `port = await nursery.start(functools.partial(serve_grpc, servicers, health=health))`
+    """
+    server = GrpcServer(
+        services, health=health, reflection=reflection, errors=errors, limits=limits
+    )
+    await server.serve(host=host, port=port, grace_s=grace_s, task_status=task_status)

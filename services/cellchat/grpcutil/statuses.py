@@ -97,7 +97,7 @@ def status_for_exception(exc: BaseException, errors: ErrorMap, *, method: str) -
     """The status that ends a call whose handler raised `exc` (see the module docstring)."""
     exc = single_exception(exc)
     if isinstance(exc, purerpc.RpcFailedError):
-        return exc.status  # type: ignore[no-any-return]
+        return exc.status
     mapped = errors.status_for(exc)
     if mapped is not None:
         return mapped
