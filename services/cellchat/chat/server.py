@@ -13,6 +13,7 @@ gracefully (in-flight calls get `settings.grace_s` to finish).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,9 +26,13 @@ from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.app.service import ChatApp
 from cellchat.chat.domain.content import Limits
 from cellchat.chat.transport.grpc_api import CHAT_ERRORS, ChatServicer
+from cellchat.grpcutil.health import HealthServicer, ServingStatus
+from cellchat.grpcutil.server import serve_grpc
 from cellchat.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CHAT_SERVICE = "cellchat.chat.v1.ChatService"
 
 
 @attrs.frozen
@@ -74,23 +79,24 @@ def build_app(settings: Settings, store: ChatStore) -> ChatApp:
 async def serve_chat(
     settings: Settings, *, task_status: trio.TaskStatus[ChatPorts] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    from cellchat.grpcutil.server import serve_grpc
-
     verifier = TokenVerifier(settings.jwt)
     if settings.dev_jwt:
         log.warning("using the development JWT secret: fine for trying cellchat out, never "
                     "for production (set JWT_SECRET or JWT_PUBLIC_KEY)")
     async with open_store(settings) as store:
         app = build_app(settings, store)
+        health = HealthServicer()
+        health.set(CHAT_SERVICE, ServingStatus.SERVING)
         async with trio.open_nursery() as nursery:
             grpc_port: int = await nursery.start(
-                lambda task_status: serve_grpc(
+                functools.partial(
+                    serve_grpc,
                     [ChatServicer(app, verifier)],
                     host=settings.host,
                     port=settings.grpc_port,
                     errors=CHAT_ERRORS,
                     grace_s=settings.grace_s,
-                    task_status=task_status,
+                    health=health,
                 )
             )
             log.info("chat gRPC listening on %s:%d", settings.host, grpc_port)
