@@ -36,10 +36,13 @@ def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
     assert fresh, "gen-proto.sh generated nothing"
     missing = sorted(fresh.keys() - committed.keys())
     stale = sorted(committed.keys() - fresh.keys())
-    changed = sorted(name for name in fresh.keys() & committed.keys()
-                     if fresh[name] != committed[name])
-    hint = (f"run scripts/gen-proto.sh and commit the result (generated with grpcio-tools from "
-            f"{Path(grpc_tools.__file__).parent})")
+    changed = sorted(
+        name for name in fresh.keys() & committed.keys() if fresh[name] != committed[name]
+    )
+    hint = (
+        f"run scripts/gen-proto.sh and commit the result (generated with grpcio-tools from "
+        f"{Path(grpc_tools.__file__).parent})"
+    )
     assert (missing, stale, changed) == ([], [], []), hint
 
 
