@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from cellchat.settings import Settings, SettingsError, from_env
 
@@ -24,6 +25,22 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+async def _serve_until_signalled(serve: Callable[[Settings], Awaitable[None]],
+                                 settings: Settings) -> None:
+    """Run `serve` until SIGINT or SIGTERM, then cancel it: its servers drain gracefully."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, settings)
+            async for signum in signals:
+                logging.getLogger("cellchat").info(
+                    "received %s, stopping", signal.Signals(signum).name
+                )
+                nursery.cancel_scope.cancel()
+                break
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
@@ -32,10 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure_logging(settings.service_name)
-    try:
-        trio.run(serve_chat, settings)
-    except KeyboardInterrupt:
-        pass
+    trio.run(_serve_until_signalled, serve_chat, settings)
     return 0
 
 
@@ -47,10 +61,7 @@ def _cmd_presence(args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure_logging("presence-service")
-    try:
-        trio.run(serve_presence, settings)
-    except KeyboardInterrupt:
-        pass
+    trio.run(_serve_until_signalled, serve_presence, settings)
     return 0
 
 
