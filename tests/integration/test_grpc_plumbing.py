@@ -10,6 +10,7 @@ describe and call it too.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import os
@@ -37,6 +38,7 @@ from cellchat.grpcutil import (
     rpc_error,
 )
 from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, empty_pb2, wrappers_pb2
+from purerpc.wrappers import extract_message_from_singleton_stream, send_single_message_client
 
 T = TypeVar("T")
 
@@ -385,6 +387,27 @@ async def test_client_deadline_cancels_the_handler() -> None:
             assert srv.probe.finished == 0
 
 
+async def test_grpc_timeout_is_enforced_by_the_server() -> None:
+    # A purerpc client sends `grpc-timeout` but keeps no timer of its own, unlike grpcio: the
+    # DEADLINE_EXCEEDED it gets can only come from the server.
+    with trio.fail_after(20):
+        async with running() as srv, purerpc.insecure_channel("127.0.0.1", srv.port) as ch:
+            stream = await ch._grpc_socket.start_request(
+                "http",
+                PROBE,
+                "Sleep",
+                "google.protobuf.Duration",
+                srv.target,
+                timeout=datetime.timedelta(milliseconds=300),
+            )
+            stream.expect_message_type(empty_pb2.Empty)
+            await send_single_message_client(stream, seconds(10))
+            with pytest.raises(purerpc.DeadlineExceededError, match="deadline exceeded"):
+                await extract_message_from_singleton_stream(stream)
+            assert srv.probe.cancelled == 1
+            assert srv.server.statistics().calls_deadline_exceeded == 1
+
+
 async def test_server_time_limit_applies_without_client_deadline() -> None:
     with trio.fail_after(20):
         async with running(limits=CallLimits(unary_s=0.3)) as srv, channel(srv.target) as ch:
@@ -393,6 +416,7 @@ async def test_server_time_limit_applies_without_client_deadline() -> None:
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert error.details() == "call exceeded the server's time limit of 0.3 s"
             assert srv.probe.cancelled == 1
+            assert srv.server.statistics().calls_deadline_exceeded == 1
             ok = await in_thread(lambda: sleep(seconds(0.01), timeout=5))
             assert ok == empty_pb2.Empty()
 
@@ -495,6 +519,23 @@ async def test_client_cancel_cancels_the_handler() -> None:
             stream.cancel()
             await eventually(lambda: srv.probe.cancelled > 0)
             await eventually(lambda: not srv.server.statistics().calls_in_flight)
+            assert srv.server.statistics().calls_abandoned == 1
+
+
+async def test_a_peer_speaking_garbage_loses_only_its_own_connection() -> None:
+    with trio.fail_after(20):
+        async with running() as srv:
+            garbage = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with garbage:
+                await garbage.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                while await garbage.receive_some():  # until the server hangs up
+                    pass
+            async with channel(srv.target) as ch:
+                stub = health_pb2_grpc.HealthStub(ch)
+                response = await in_thread(
+                    lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                )
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 # ---------------------------------------------------------------- graceful stop

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.abc
+import h2.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 from purerpc.grpc_proto import GRPCProtoSocket
@@ -65,7 +66,10 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         await self._socket.flush()
 
     async def refuse(self, stream_id: int) -> None:
-        self._grpc_connection.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        try:
+            self._grpc_connection.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        except h2.exceptions.StreamClosedError:
+            pass  # the client gave up on it first
         self.forget(stream_id)
         await self._socket.flush()
 

@@ -80,6 +80,10 @@ class ServerStatistics:
     calls_started: int
     #: Calls refused: over `max_concurrent_calls`, or opened while draining.
     calls_refused: int
+    #: Calls ended by their deadline (the client's or the server's limit).
+    calls_deadline_exceeded: int
+    #: Calls whose client reset the stream or disconnected before they ended.
+    calls_abandoned: int
     draining: bool
 
 
@@ -153,6 +157,8 @@ class GrpcServer:
         self._in_flight = 0
         self._calls_started = 0
         self._calls_refused = 0
+        self._calls_deadline_exceeded = 0
+        self._calls_abandoned = 0
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -164,6 +170,8 @@ class GrpcServer:
             calls_in_flight=self._in_flight,
             calls_started=self._calls_started,
             calls_refused=self._calls_refused,
+            calls_deadline_exceeded=self._calls_deadline_exceeded,
+            calls_abandoned=self._calls_abandoned,
             draining=self._draining,
         )
 
@@ -263,7 +271,7 @@ class GrpcServer:
                 async with trio.open_nursery() as calls:
                     with connection.reader:
                         async for call_stream in socket.listen():
-                            calls.start_soon(self._run_call, connection, call_stream)
+                            calls.start_soon(self._run_call_logged, connection, call_stream)
                     # The client went away (or we stopped reading): nobody can get answers.
                     if not connection.reader.cancel_called:
                         connection.cancel_calls("disconnected")
@@ -287,6 +295,14 @@ class GrpcServer:
                 f"unknown method {event.method_name} for service {event.service_name}",
             )
         return method
+
+    async def _run_call_logged(self, connection: _Connection, stream: Any) -> None:
+        try:
+            await self._run_call(connection, stream)
+        except Exception:
+            # Handler errors never get here (they become statuses): this is a bug of ours, and
+            # it must not take the other calls on the connection down with it.
+            log.exception("gRPC server failed to run a call")
 
     async def _run_call(self, connection: _Connection, stream: Any) -> None:
         socket = connection.socket
@@ -340,13 +356,15 @@ class GrpcServer:
                 await _CALLERS[method.signature.cardinality](handler, stream)
             except Exception as exc:
                 error = exc
-        if call.scope.cancel_called:
-            # A handler may turn cancellation into its own error (a store timeout, say): the
-            # cancellation is still what happened.
+        # A handler may turn cancellation into an error of its own (a store timeout, say): the
+        # cancellation is still what happened.
+        if call.scope.cancelled_caught or (error is not None and call.scope.cancel_called):
             if call.cancel_reason is None:
+                self._calls_deadline_exceeded += 1
                 return purerpc.Status(StatusCode.DEADLINE_EXCEEDED, deadline.message)
             if call.cancel_reason == "shutdown":
                 return purerpc.Status(StatusCode.UNAVAILABLE, "server is shutting down")
+            self._calls_abandoned += 1
             return None  # reset or disconnected: nobody is listening
         if error is not None:
             path = f"/{event.service_name}/{event.method_name}"
