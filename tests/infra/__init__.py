@@ -1,0 +1,1 @@
+"""Test infrastructure: real Cassandra and Redis servers started from package registries."""
