@@ -9,7 +9,7 @@ Rules:
 * A typing indicator emits `TypingStarted` when it appears and exactly one `TypingStopped` when
   it goes (stopped by the user or lapsed): a refresh of a live indicator emits nothing.
 
-Ids are opaque strings of 1–128 printable characters without whitespace. The ASCII unit
+Ids are opaque strings of 1-128 printable characters without whitespace. The ASCII unit
 separator joins ids into compound keys in the stores, which is why control characters are
 refused here.
 """

@@ -10,10 +10,10 @@ Keys, all under one hash tag so a script's keys live in one Redis Cluster slot (
 
     {ns}:leases          ZSET  "replica\\x1fconnection" → lease deadline (ms)
     {ns}:conn            HASH  "replica\\x1fconnection" → user id
-    {ns}:replica:<r>     SET   connection ids of replica r            (expires 2×lease TTL)
-    {ns}:user:<u>:conns  SET   "replica\\x1fconnection" of user u       (expires 2×lease TTL)
+    {ns}:replica:<r>     SET   connection ids of replica r            (expires 2 x lease TTL)
+    {ns}:user:<u>:conns  SET   "replica\\x1fconnection" of user u       (expires 2 x lease TTL)
     {ns}:user:<u>        HASH  chosen, visible, seen                    (expires after retain_ms)
-    {ns}:typing:<c>      ZSET  user id → indicator deadline           (expires 2×typing TTL)
+    {ns}:typing:<c>      ZSET  user id → indicator deadline           (expires 2 x typing TTL)
     {ns}:typing_due      ZSET  "conversation\\x1fuser" → deadline  (the sweeper's index)
 
 The expiring keys only age out data no presence instance is left to clean up: while any instance
@@ -42,7 +42,6 @@ from cellchat.presence.model import (
     UserOffline,
     UserOnline,
 )
-
 
 # KEYS: leases, conn, typing_due.  ARGV: namespace, now, lease ttl, retain, then the script's own.
 _PRELUDE = r"""
@@ -292,9 +291,9 @@ class RedisPresenceStore:
 
     async def typing(self, conversation_id: str, now_ms: int) -> list[Typing]:
         key = f"{self._ns}:typing:{conversation_id}"
-        # Exclusive lower bound: an indicator whose deadline is now has lapsed.
+        # Deadlines are whole ms, and one that is now has lapsed: live ones are >= now + 1.
         rows = await _translated(
-            lambda: self._client.zrangebyscore(key, f"({now_ms}", "+inf", withscores=True)
+            lambda: self._client.zrangebyscore(key, now_ms + 1, float("inf"), withscores=True)
         )
         return sorted((Typing(member, int(score)) for member, score in rows),
                       key=lambda t: t.user_id)
