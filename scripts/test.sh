@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
+# Debian packages the real components need (present on the polyglot image; installed if not).
+missing=()
+[ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+export PATH="$PATH:/usr/local/go/bin"
+
 log "python packages"
 python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 
