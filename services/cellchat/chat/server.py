@@ -1,14 +1,17 @@
 """The chat service's composition root: builds the objects, owns the task tree.
 
     serve_chat(settings)
-      └─ store (embedded SQLite, or CQL with migrations on start)
-          └─ nursery
-              ├─ gRPC server (ChatService + health + reflection)      → ChatPorts.grpc
-              └─ (real time and ops listeners are added beside it)
+      └─ store (embedded SQLite, or CQL with migrations on start), timed for the metrics
+          └─ broker (in-process, or Redis Pub/Sub when REDIS_URL is set) → hub
+              └─ nursery
+                  ├─ gRPC server (ChatService + health + reflection)  → ChatPorts.grpc
+                  ├─ WebSocket /ws/chat                               → ChatPorts.ws
+                  └─ ops HTTP: /metrics /healthz /readyz              → ChatPorts.ops
 
 `task_status.started(ChatPorts)` is reported once every listener is bound, so tests and the
 CLI bind port 0 and learn the real ports. Cancelling the caller's scope stops the listeners
-gracefully (in-flight calls get `settings.grace_s` to finish).
+gracefully (in-flight calls get `settings.grace_s` to finish; WebSocket clients are told to
+reconnect elsewhere with 1001).
 """
 
 from __future__ import annotations
@@ -22,12 +25,17 @@ import attrs
 import trio
 
 from cellchat.auth import TokenVerifier
-from cellchat.chat.app.ports import ChatStore
+from cellchat.chat.app.ports import ChatStore, EventSink
 from cellchat.chat.app.service import ChatApp
 from cellchat.chat.domain.content import Limits
+from cellchat.chat.realtime.broker import open_broker
+from cellchat.chat.realtime.fanout import RealtimeEvents
+from cellchat.chat.realtime.hub import Hub
+from cellchat.chat.realtime.websocket import ChatSocketServer, SocketConfig, serve_chat_socket
 from cellchat.chat.transport.grpc_api import CHAT_ERRORS, ChatServicer
 from cellchat.grpcutil.health import HealthServicer, ServingStatus
 from cellchat.grpcutil.server import serve_grpc
+from cellchat.ops import InstrumentedStore, Metrics, serve_ops
 from cellchat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,12 +76,27 @@ async def open_store(settings: Settings) -> AsyncIterator[ChatStore]:
         yield cql
 
 
-def build_app(settings: Settings, store: ChatStore) -> ChatApp:
+def build_app(settings: Settings, store: ChatStore, events: EventSink | None = None) -> ChatApp:
     limits = Limits(
         edit_window_ms=settings.edit_window_s * 1000,
         max_group_participants=settings.max_group_participants,
     )
-    return ChatApp(store, limits=limits)
+    return ChatApp(store, limits=limits, events_sink=events)
+
+
+def socket_config(settings: Settings) -> SocketConfig:
+    return SocketConfig(
+        allowed_origins=settings.ws_allowed_origins,
+        max_frame_bytes=settings.ws_max_frame_bytes,
+        rate_per_s=settings.ws_rate_per_s,
+        burst=settings.ws_burst,
+        flood_strikes=settings.ws_flood_strikes,
+        idle_timeout_s=settings.ws_idle_timeout_s,
+        queue_size=settings.ws_queue_size,
+        replay_max=settings.ws_replay_max,
+        close_timeout_s=settings.ws_close_timeout_s,
+        typing_ttl_s=settings.typing_ttl_s,
+    )
 
 
 async def serve_chat(
@@ -83,8 +106,25 @@ async def serve_chat(
     if settings.dev_jwt:
         log.warning("using the development JWT secret: fine for trying cellchat out, never "
                     "for production (set JWT_SECRET or JWT_PUBLIC_KEY)")
-    async with open_store(settings) as store:
-        app = build_app(settings, store)
+    metrics = Metrics()
+    hub = Hub(settings.cell_id, metrics)
+    async with open_store(settings) as raw_store, open_broker(settings.redis_url, hub) as broker:
+        store: ChatStore = InstrumentedStore(raw_store, metrics)
+        hub.broker = broker
+        events = RealtimeEvents(hub, broker, metrics)
+        app = build_app(settings, store, events)
+        sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings))
+
+        async def store_ready() -> bool:
+            await raw_store.get_last_seq("00000000-0000-0000-0000-000000000000")
+            return True
+
+        def broker_ready() -> bool:
+            metrics.broker_up.set(1 if broker.ready else 0)
+            return broker.ready
+
+        checks = {"store": store_ready, "broker": broker_ready,
+                  "accepting": lambda: sockets.accepting}
         health = HealthServicer()
         health.set(CHAT_SERVICE, ServingStatus.SERVING)
         async with trio.open_nursery() as nursery:
@@ -99,5 +139,14 @@ async def serve_chat(
                     health=health,
                 )
             )
-            log.info("chat gRPC listening on %s:%d", settings.host, grpc_port)
-            task_status.started(ChatPorts(grpc=grpc_port))
+            ws_port: int = await nursery.start(
+                lambda task_status: serve_chat_socket(
+                    sockets, settings.host, settings.ws_port, grace_s=settings.grace_s,
+                    task_status=task_status,
+                )
+            )
+            ops_port: int = await nursery.start(
+                serve_ops, settings.host, settings.ops_port, metrics, checks)
+            log.info("chat listening: gRPC %s:%d, WebSocket %d, ops %d", settings.host,
+                     grpc_port, ws_port, ops_port)
+            task_status.started(ChatPorts(grpc=grpc_port, ws=ws_port, ops=ops_port))

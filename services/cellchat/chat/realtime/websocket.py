@@ -1,0 +1,489 @@
+"""`/ws/chat?token=<jwt>&user_id=<id>` on trio-websocket: handshake checks, then one session.
+
+The handshake is decided before the upgrade: a wrong path is 404, a missing or invalid token
+401, a `user_id` other than the token's subject or a disallowed Origin 403, a replica that is
+draining or without its broker 503 - all plain HTTP answers, no WebSocket is opened. Only then
+is the user's broker subject subscribed and the upgrade accepted.
+
+A session is a few tasks around one socket: the reader (decode, rate-limit, call the use case,
+answer), the writer (the only task that writes frames, draining the bounded outbox), a
+heartbeat (WebSocket ping; no pong within the idle timeout closes with 4000) and the token's
+expiry (4001). Whoever decides the connection must end calls `request_close`; the session then
+stops the reader, lets the writer drain (except for a slow consumer, whose queue is abandoned),
+and sends the close code. The request path holds the token, so it is never logged; neither are
+frame bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
+
+from cellchat.auth import Principal, TokenVerifier
+from cellchat.chat.app.service import ChatApp, NewMessage
+from cellchat.chat.domain.errors import ChatError, Unauthenticated
+from cellchat.chat.domain.model import Context, Participant
+from cellchat.chat.realtime import frames
+from cellchat.chat.realtime.broker import BrokerUnavailable, Envelope
+from cellchat.chat.realtime.fanout import RealtimeEvents
+from cellchat.chat.realtime.frames import CloseCode, FrameError
+from cellchat.chat.realtime.hub import Hub, Outbox
+from cellchat.chat.realtime.ratelimit import FloodGuard, Verdict
+from cellchat.ops import Metrics
+
+log = logging.getLogger(__name__)
+
+PATH = "/ws/chat"
+_REPLAY_PAGE = 100
+_PARTICIPANTS_TTL_S = 5.0
+
+
+class PresenceHook(Protocol):
+    """What the chat replica tells the presence service (cellchat.presence)."""
+
+    async def connected(self, user_id: str, connection_id: str) -> None: ...
+
+    async def disconnected(self, user_id: str, connection_id: str) -> None: ...
+
+    async def typing(self, user_id: str, conversation_id: str, started: bool) -> None: ...
+
+
+@attrs.frozen
+class SocketConfig:
+    allowed_origins: tuple[str, ...] = ()
+    max_frame_bytes: int = 64 * 1024
+    rate_per_s: float = 20.0
+    burst: int = 40
+    flood_strikes: int = 10
+    idle_timeout_s: float = 60.0
+    queue_size: int = 256
+    replay_max: int = 1000
+    close_timeout_s: float = 5.0
+    typing_ttl_s: float = 6.0
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, result: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.result = result
+        self.code = code
+        self.message = message
+
+
+class ChatSocketServer:
+    def __init__(self, app: ChatApp, verifier: TokenVerifier, hub: Hub, events: RealtimeEvents,
+                 metrics: Metrics, config: SocketConfig,
+                 presence: PresenceHook | None = None) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.hub = hub
+        self.events = events
+        self.metrics = metrics
+        self.config = config
+        self.presence = presence
+        self.accepting = True
+
+    def drain(self) -> None:
+        """Stop accepting; ask every connected client to reconnect elsewhere (1001)."""
+        self.accepting = False
+        self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down: reconnect and resume")
+
+    def check_handshake(self, path: str, headers: Sequence[tuple[bytes, bytes]]) -> Principal:
+        """Decide the handshake from the request alone; raises `_Reject`."""
+        split = urlsplit(path)
+        if split.path != PATH:
+            raise _Reject(404, "not_found", "not_found", f"the chat stream is at {PATH}")
+        origin = next((v for k, v in headers if k.lower() == b"origin"), None)
+        if (origin is not None and self.config.allowed_origins
+                and origin.decode("latin-1") not in self.config.allowed_origins):
+            raise _Reject(403, "origin_forbidden", "permission_denied", "origin not allowed")
+        query = parse_qs(split.query, keep_blank_values=True)
+        token = (query.get("token") or [""])[0]
+        try:
+            principal = self.verifier.verify(token)
+        except Unauthenticated as exc:
+            raise _Reject(401, "unauthenticated", "unauthenticated", str(exc)) from None
+        if (query.get("user_id") or [""])[0] != principal.user_id:
+            raise _Reject(403, "user_mismatch", "permission_denied",
+                          "user_id does not match the token")
+        if not self.accepting or (self.hub.broker is not None and not self.hub.broker.ready):
+            raise _Reject(503, "unavailable", "unavailable", "not accepting connections")
+        return principal
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        try:
+            await self._handle(request)
+        except Exception:
+            # One connection's failure must never reach the server's nursery.
+            log.exception("websocket session failed")
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        try:
+            principal = self.check_handshake(request.path, request.headers)
+        except _Reject as rejected:
+            await self._reject(request, rejected)
+            return
+        session = Session(self, principal, os.urandom(6).hex())
+        try:
+            await self.hub.attach(session.outbox)
+        except BrokerUnavailable:
+            await self._reject(request, _Reject(503, "unavailable", "unavailable",
+                                                "the broker is unavailable; retry"))
+            return
+        try:
+            try:
+                ws = await request.accept()
+            except ConnectionClosed:
+                return
+            self.metrics.ws_handshakes.labels("accepted").inc()
+            await session.run(ws)
+        finally:
+            await self.hub.detach(session.outbox)
+            self.hub.detached(session.outbox)
+
+    async def _reject(self, request: WebSocketRequest, rejected: _Reject) -> None:
+        self.metrics.ws_handshakes.labels(rejected.result).inc()
+        log.info("websocket handshake refused: %s", rejected.result,
+                 extra={"code": rejected.status})
+        body = frames.encode_error(rejected.code, rejected.message).encode()
+        try:
+            await request.reject(rejected.status,
+                                 extra_headers=[(b"content-type", b"application/json")],
+                                 body=body)
+        except ConnectionClosed:
+            pass
+
+
+class Session:
+    """One accepted connection."""
+
+    def __init__(self, server: ChatSocketServer, principal: Principal,
+                 connection_id: str) -> None:
+        self.server = server
+        self.user_id = principal.user_id
+        self.expires_at = principal.expires_at
+        self.connection_id = connection_id
+        config = server.config
+        self.outbox = Outbox(connection_id, self.user_id, config.queue_size,
+                             self.request_close, server.metrics)
+        self.guard = FloodGuard.create(config.rate_per_s, config.burst, trio.current_time(),
+                                       config.flood_strikes)
+        self._log_extra = {"conn_id": connection_id, "user_id": self.user_id}
+        self._close_requested = trio.Event()
+        self._close_code: CloseCode | None = None
+        self._close_reason = ""
+        self._abandon = False
+        self._writer_done = trio.Event()
+        self._participants: dict[str, tuple[float, tuple[Participant, ...]]] = {}
+        self._ws: WebSocketConnection | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_close(self, code: CloseCode | None, reason: str = "") -> None:
+        """End the session; `code` None means the peer is already gone."""
+        if self._close_requested.is_set():
+            return
+        self._close_code = code
+        self._close_reason = reason
+        self._abandon = code in (None, CloseCode.SLOW_CONSUMER)
+        self._close_requested.set()
+
+    async def run(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+        server = self.server
+        config = server.config
+        log.info("websocket connected", extra=self._log_extra)
+        self.outbox.put(frames.encode_hello(
+            self.connection_id, self.user_id, max_frame_bytes=config.max_frame_bytes,
+            rate_per_s=config.rate_per_s, burst=config.burst,
+            typing_ttl_ms=int(config.typing_ttl_s * 1000)))
+        if server.presence is not None:
+            await self._presence("connected")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(self._reader)
+                    tasks.start_soon(self._heartbeat)
+                    tasks.start_soon(self._expiry)
+                    await self._close_requested.wait()
+                    tasks.cancel_scope.cancel()
+                self.outbox.close_input()
+                with trio.move_on_after(config.close_timeout_s):
+                    await self._writer_done.wait()
+                nursery.cancel_scope.cancel()
+            if self._close_code is not None:
+                server.metrics.ws_closes.labels(str(int(self._close_code))).inc()
+                with trio.move_on_after(config.close_timeout_s):
+                    await ws.aclose(int(self._close_code), self._close_reason)
+            elif ws.closed is not None:
+                server.metrics.ws_closes.labels(str(ws.closed.code)).inc()
+        finally:
+            log.info("websocket closed", extra={
+                **self._log_extra,
+                "code": int(self._close_code) if self._close_code is not None
+                else (ws.closed.code if ws.closed else None)})
+            if server.presence is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self._presence("disconnected")
+
+    async def _presence(self, what: str) -> None:
+        presence = self.server.presence
+        assert presence is not None
+        try:
+            with trio.fail_after(2):
+                if what == "connected":
+                    await presence.connected(self.user_id, self.connection_id)
+                else:
+                    await presence.disconnected(self.user_id, self.connection_id)
+        except Exception as exc:  # presence is best effort; chat goes on
+            log.warning("presence %s not reported: %s", what, type(exc).__name__,
+                        extra=self._log_extra)
+
+    async def _writer(self) -> None:
+        assert self._ws is not None
+        frames_out = self.server.metrics.ws_frames_out
+        try:
+            async for frame in self.outbox.frames:
+                if self._abandon:
+                    break
+                await self._ws.send_message(frame)
+                frames_out.inc()
+        except ConnectionClosed:
+            self.request_close(None)
+        finally:
+            self._writer_done.set()
+
+    async def _heartbeat(self) -> None:
+        assert self._ws is not None
+        half = self.server.config.idle_timeout_s / 2
+        while True:
+            await trio.sleep(half)
+            with trio.move_on_after(half) as waited:
+                try:
+                    await self._ws.ping()
+                except ConnectionClosed:
+                    self.request_close(None)
+                    return
+            if waited.cancelled_caught:
+                self.request_close(CloseCode.IDLE_TIMEOUT, "no pong within the idle timeout")
+                return
+
+    async def _expiry(self) -> None:
+        await trio.sleep(max(0.0, self.expires_at - time.time()))
+        self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a new one")
+
+    # ------------------------------------------------------------ reading
+
+    def _error(self, code: str, message: str, *, ref: str = "", field: str = "") -> None:
+        self.server.metrics.ws_errors.labels(code).inc()
+        self.outbox.put(frames.encode_error(code, message, ref=ref, field=field))
+
+    async def _reader(self) -> None:
+        assert self._ws is not None
+        metrics = self.server.metrics
+        while True:
+            try:
+                data = await self._ws.get_message()
+            except ConnectionClosed:
+                self.request_close(None)
+                return
+            verdict = self.guard.check(trio.current_time())
+            if verdict is not Verdict.ALLOW:
+                metrics.ws_frames_in.labels("rate_limited").inc()
+                if verdict is Verdict.REJECT_NOTIFY:
+                    self._error("rate_limited", "too many frames; slow down")
+                elif verdict is Verdict.CLOSE:
+                    self.request_close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+                    return
+                continue
+            try:
+                frame = frames.decode_client(data)
+            except FrameError as exc:
+                metrics.ws_frames_in.labels("invalid").inc()
+                self._error(exc.code, exc.message, ref=exc.ref, field=exc.field)
+                continue
+            metrics.ws_frames_in.labels(_frame_type(frame)).inc()
+            try:
+                await self._dispatch(frame)
+            except ChatError as exc:
+                self._error(exc.code, str(exc), ref=frame.ref,
+                            field=getattr(exc, "field", ""))
+            except Exception:
+                log.exception("command failed", extra=self._log_extra)
+                self._error("internal", "internal error", ref=frame.ref)
+
+    async def _dispatch(self, frame: frames.ClientFrame) -> None:
+        app = self.server.app
+        me = self.user_id
+        match frame:
+            case frames.Send():
+                stored = await app.send_message(me, NewMessage(
+                    conversation_id=frame.conversation_id,
+                    client_message_id=frame.client_message_id,
+                    kind=frame.kind,
+                    text=frame.text,
+                    attachment=frame.attachment,
+                    reply_to_seq=frame.reply_to_seq,
+                ))
+                self.outbox.put(frames.encode_ack(stored.message, duplicate=stored.duplicate,
+                                                  ref=frame.ref))
+            case frames.Read():
+                await app.mark_read(me, frame.conversation_id, frame.seq)
+            case frames.Delivered():
+                await app.mark_delivered(me, frame.conversation_id, frame.seq)
+            case frames.Typing():
+                await self._typing(frame)
+            case frames.Ping():
+                self.outbox.put(frames.encode_pong(frame.ref))
+            case frames.Subscribe():
+                await self._subscribe(frame)
+            case frames.Open():
+                view, created = await app.create_direct(
+                    me, frame.counterpart_id, counterpart_role=frame.counterpart_role,
+                    context=Context(frame.product_id, frame.order_id))
+                self.outbox.put(frames.encode_opened(
+                    view.conversation, view.participants, created=created,
+                    last_seq=view.last_seq, ref=frame.ref))
+            case frames.Edit():
+                await app.edit_message(me, frame.conversation_id, frame.seq, frame.text)
+            case frames.Delete():
+                await app.delete_message(me, frame.conversation_id, frame.seq)
+
+    async def _participants_of(self, conversation_id: str) -> tuple[Participant, ...]:
+        now = trio.current_time()
+        cached = self._participants.get(conversation_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        view = await self.server.app.get_conversation(self.user_id, conversation_id)
+        if len(self._participants) > 256:
+            self._participants.clear()
+        self._participants[conversation_id] = (now + _PARTICIPANTS_TTL_S, view.participants)
+        return view.participants
+
+    async def _typing(self, frame: frames.Typing) -> None:
+        participants = await self._participants_of(frame.conversation_id)
+        server = self.server
+        if server.presence is not None:
+            try:
+                with trio.fail_after(2):
+                    await server.presence.typing(self.user_id, frame.conversation_id,
+                                                 frame.started)
+            except Exception as exc:  # typing is best effort
+                log.warning("typing not reported to presence: %s", type(exc).__name__,
+                            extra=self._log_extra)
+        await server.events.publish_typing(
+            frame.conversation_id, self.user_id, [p.user_id for p in participants],
+            started=frame.started, ttl_ms=int(server.config.typing_ttl_s * 1000))
+
+    # ------------------------------------------------------------ resume
+
+    async def _subscribe(self, frame: frames.Subscribe) -> None:
+        """Replay what the client missed, then open the live stream (the subject was
+        subscribed before the upgrade, so nothing stored since then can be missed)."""
+        gate = self.outbox.gate
+        gate.hold()
+        replayed = 0
+        for conversation_id, position in frame.positions.items():
+            try:
+                replayed += await self._replay(conversation_id, position)
+            except ChatError as exc:
+                self._error(exc.code, f"{conversation_id}: {exc}", ref=frame.ref,
+                            field="positions")
+            if self.outbox.closed:
+                return
+        for envelope in gate.release():
+            self.outbox.put(envelope.frame)
+        self.outbox.put(frames.encode_subscribed(replayed, frame.ref))
+
+    async def _replay(self, conversation_id: str, position: int) -> int:
+        app = self.server.app
+        gate = self.outbox.gate
+        page = await app.get_messages(self.user_id, conversation_id, after_seq=position,
+                                      page_size=_REPLAY_PAGE)
+        last_seq = page.last_seq
+        reason = ""
+        if position > last_seq:
+            reason = "position_ahead"
+        elif last_seq - position > self.server.config.replay_max:
+            reason = "gap_too_large"
+        if reason:
+            gate.position(conversation_id, last_seq)
+            self.outbox.put(frames.encode_resync(conversation_id, position, last_seq, reason))
+            return 0
+        gate.position(conversation_id, position)
+        count = 0
+        while True:
+            for message in page.messages:
+                envelope = Envelope(frames.encode_message("message.created", message),
+                                    conversation_id, message.seq)
+                if gate.admit_replayed(envelope):
+                    if not await self.outbox.put_wait(envelope.frame):
+                        return count
+                    count += 1
+            if not page.has_more or not page.messages:
+                break
+            page = await app.get_messages(self.user_id, conversation_id,
+                                          after_seq=page.messages[-1].seq,
+                                          page_size=_REPLAY_PAGE)
+        view = await app.get_conversation(self.user_id, conversation_id)
+        for horizon in view.horizons:
+            self.outbox.put(frames.encode_status(conversation_id, horizon.user_id,
+                                                 horizon.read_seq, horizon.delivered_seq))
+        return count
+
+
+def _frame_type(frame: frames.ClientFrame) -> str:
+    return type(frame).__name__.lower()
+
+
+async def serve_chat_socket(
+    server: ChatSocketServer, host: str, port: int, *, grace_s: float = 10.0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen for WebSocket clients; reports the bound port once listening.
+
+    Cancelling stops the listener at once, then gives the sessions up to `grace_s` to close
+    with 1001 (they live under a shielded scope until then), then cancels what is left."""
+    config = server.config
+    sessions_scope = trio.CancelScope(shield=True)
+
+    async def run_sessions(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        with sessions_scope:
+            async with trio.open_nursery() as sessions:
+                task_status.started(sessions)
+                await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        sessions: trio.Nursery = await nursery.start(run_sessions)
+        try:
+            ws_server = await nursery.start(partial(
+                serve_websocket, server.handle, host, port, None,
+                handler_nursery=sessions,
+                max_message_size=config.max_frame_bytes,
+                connect_timeout=10.0,
+                disconnect_timeout=config.close_timeout_s,
+            ))
+            task_status.started(ws_server.port)
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                server.drain()
+                with trio.move_on_after(grace_s):
+                    await server.hub.wait_empty()
+                sessions_scope.cancel()
