@@ -30,10 +30,12 @@ def cassandra() -> Iterator[Any]:
 def cql_keyspace(cassandra: Any) -> str:
     """A keyspace with every migration applied, shared by the session's CQL tests."""
     from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
 
     from cellchat_schema import apply_migrations, ensure_keyspace
 
-    cluster = Cluster([cassandra.host], port=cassandra.port)
+    cluster = Cluster([cassandra.host], port=cassandra.port,
+                      load_balancing_policy=DCAwareRoundRobinPolicy())
     try:
         session = cluster.connect()
         ensure_keyspace(session, CQL_TEST_KEYSPACE, {"class": "SimpleStrategy",

@@ -29,13 +29,19 @@ def run_migrations(settings: Settings) -> list[int]:
     """Create the cell's keyspace if needed and apply pending migrations; blocking."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
 
     from cellchat_schema import apply_migrations, ensure_keyspace
 
     auth = None
     if settings.scylla_username:
         auth = PlainTextAuthProvider(settings.scylla_username, settings.scylla_password)
-    cluster = Cluster(list(settings.scylla_hosts), port=settings.scylla_port, auth_provider=auth)
+    cluster = Cluster(
+        list(settings.scylla_hosts),
+        port=settings.scylla_port,
+        auth_provider=auth,
+        load_balancing_policy=DCAwareRoundRobinPolicy(),
+    )
     try:
         session = cluster.connect()
         ensure_keyspace(session, settings.keyspace, replication_map(settings))
