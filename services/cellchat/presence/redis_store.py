@@ -293,7 +293,9 @@ class RedisPresenceStore:
         key = f"{self._ns}:typing:{conversation_id}"
         # Deadlines are whole ms, and one that is now has lapsed: live ones are >= now + 1.
         rows = await _translated(
-            lambda: self._client.zrangebyscore(key, now_ms + 1, float("inf"), withscores=True)
+            lambda: self._client.zrange(
+                key, now_ms + 1, "+inf", sortby=coredis.PureToken.BYSCORE, withscores=True
+            )
         )
         return sorted((Typing(member, int(score)) for member, score in rows),
                       key=lambda t: t.user_id)
