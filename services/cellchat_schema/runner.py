@@ -304,10 +304,10 @@ def _apply_pending(
     recorded = _recorded(session, keyspace)  # again: someone may have finished meanwhile
     _check_checksums(migrations, recorded)
     applied: list[int] = []
-    record = session.prepare(
-        "INSERT INTO schema_migrations"
+    record = (
+        f"INSERT INTO {keyspace}.schema_migrations"
         " (version, name, checksum, statements_done, complete, applied_at, applied_by)"
-        " VALUES (?, ?, ?, ?, ?, toTimestamp(now()), ?)"
+        " VALUES (%s, %s, %s, %s, %s, toTimestamp(now()), %s)"
     )
     for migration in migrations:
         done = recorded.get(migration.version)

@@ -59,6 +59,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -1021,10 +1022,16 @@ async def _gather2(
     return a, b
 
 
-def _prepare_all(session: Session) -> dict[str, PreparedStatement]:
+_TABLE_REFERENCE = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")
+_KEYSPACE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def _prepare_all(session: Session, keyspace: str) -> dict[str, PreparedStatement]:
+    # Statements name their keyspace: the session has none (Cassandra 5 warns about prepared
+    # statements that rely on the session's keyspace, and they are ambiguous anyway).
     prepared: dict[str, PreparedStatement] = {}
     for name, cql in _STATEMENTS.items():
-        statement = session.prepare(cql)
+        statement = session.prepare(_TABLE_REFERENCE.sub(rf"\1 {keyspace}.\2", cql))
         if name in _SERIAL_READS:
             statement.consistency_level = ConsistencyLevel.LOCAL_SERIAL
         prepared[name] = statement
@@ -1049,6 +1056,8 @@ async def open_cql_store(
     """
     if bucket_size < 2:
         raise ValueError("bucket_size must be at least 2")
+    if not _KEYSPACE_NAME.match(keyspace):
+        raise ValueError(f"invalid keyspace name {keyspace!r}")
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
@@ -1072,8 +1081,8 @@ async def open_cql_store(
     store: CqlStore | None = None
     try:
         with map_driver_errors():
-            session = await trio.to_thread.run_sync(cluster.connect, keyspace)
-            statements = await trio.to_thread.run_sync(_prepare_all, session)
+            session = await trio.to_thread.run_sync(cluster.connect)
+            statements = await trio.to_thread.run_sync(_prepare_all, session, keyspace)
         store = CqlStore(TrioSession(session, timeout=request_timeout), statements, bucket_size)
         yield store
     finally:
