@@ -25,6 +25,8 @@ from cellchat.chat.domain.model import (
     DeliveryStatus,
     Image,
     MessageKind,
+    Money,
+    ProductCard,
     Role,
 )
 
@@ -330,3 +332,67 @@ async def test_inbox_shows_previews_unread_and_mute(app: ChatApp, clock: FakeClo
     await app.set_mute(me, cids[1], muted=False)
     with pytest.raises(InvalidArgument):
         await app.get_user_conversations(me, page_size=500)
+
+
+async def test_blocked_pairs_cannot_message(app: ChatApp, recorder: Recorder,
+                                            uid: str) -> None:
+    from cellchat.chat.domain.errors import Blocked
+    from cellchat.chat.domain.events import BlockChanged
+
+    buyer, seller = f"b-{uid}", f"s-{uid}"
+    view, _ = await app.create_direct(buyer, seller)
+    cid = view.conversation.conversation_id
+    await app.send_message(buyer, text(cid, "hi"))
+    assert await app.set_block(seller, buyer, blocked=True, at_ms=100)
+    assert [e for e in recorder.events if isinstance(e, BlockChanged)] == [
+        BlockChanged(seller, buyer, True, (seller, buyer))]
+    for who in (buyer, seller):
+        with pytest.raises(Blocked):
+            await app.send_message(who, text(cid, "still there?"))
+    history = await app.get_messages(buyer, cid)  # the conversation stays readable
+    assert [m.seq for m in history.messages] == [1]
+    # replayed, out of order: the unblock at 200 wins over the block at 100 whatever the order
+    assert await app.set_block(seller, buyer, blocked=False, at_ms=200)
+    assert not await app.set_block(seller, buyer, blocked=True, at_ms=100)
+    stored = await app.send_message(buyer, text(cid, "thanks"))
+    assert stored.message.seq == 2
+
+
+async def test_order_created_links_a_conversation_once(app: ChatApp, uid: str) -> None:
+    from cellchat.chat.domain.model import OrderCard
+
+    buyer, seller = f"b-{uid}", f"s-{uid}"
+    card = OrderCard(f"o-{uid}", "paid", Money(4200, "EUR"), 2)
+    first = await app.link_order(f"o-{uid}", buyer, seller, card)
+    again = await app.link_order(f"o-{uid}", buyer, seller, card)
+    assert again.duplicate and again.message == first.message
+    assert first.message.sender_id == "system" and first.message.attachment == card
+    view = await app.get_conversation(seller, first.message.conversation_id)
+    assert view.conversation.context.order_id == f"o-{uid}"
+    assert {p.user_id: p.role for p in view.participants} == {buyer: Role.BUYER,
+                                                             seller: Role.SELLER}
+    assert await app.unread_count(buyer, first.message.conversation_id) == 1
+
+
+async def test_product_updates_reach_cards_already_sent(app: ChatApp, recorder: Recorder,
+                                                        uid: str) -> None:
+    from cellchat.chat.domain.events import ProductCardsUpdated
+
+    buyer, seller = f"b-{uid}", f"s-{uid}"
+    view, _ = await app.create_direct(buyer, seller)
+    cid = view.conversation.conversation_id
+    pid = f"lamp-{uid}"
+    shown = ProductCard(pid, "Lamp", Money(1999, "EUR"), "https://i/l.png", True)
+    await app.send_message(seller, NewMessage(cid, "card", MessageKind.PRODUCT, "",
+                                              attachment=shown))
+    page = await app.get_messages(buyer, cid)
+    assert page.products == {}
+    now = attrs.evolve(shown, price=Money(1499, "EUR"), available=False)
+    assert await app.update_product(now, version=7)
+    assert not await app.update_product(shown, version=3)  # stale delivery
+    page = await app.get_messages(buyer, cid)
+    assert page.messages[0].attachment == shown  # what was shown when sent...
+    assert page.products == {pid: now}           # ...next to what it is now
+    updates = [e for e in recorder.events if isinstance(e, ProductCardsUpdated)]
+    assert len(updates) == 1 and updates[0].conversation_ids == (cid,)
+    assert set(updates[0].recipients) == {buyer, seller}

@@ -286,3 +286,51 @@ async def test_inbox_rejects_a_malformed_cursor(store: ChatStore, uid: str) -> N
     with pytest.raises(InvalidArgument) as info:
         await store.list_inbox(f"alice-{uid}", limit=3, cursor="not a cursor")
     assert info.value.field == "cursor"
+
+
+async def test_products_keep_the_newest_version(store: ChatStore, uid: str) -> None:
+    pid = f"lamp-{uid}"
+    v2 = ProductCard(pid, "Lamp v2", Money(1500, "EUR"), "https://i/2.png", True)
+    v1 = ProductCard(pid, "Lamp v1", Money(1999, "EUR"), "https://i/1.png", True)
+    assert await store.get_products([pid]) == {}
+    assert await store.upsert_product(v2, 2)
+    assert not await store.upsert_product(v1, 1)  # late, older delivery
+    assert not await store.upsert_product(v2, 2)  # replay
+    assert await store.get_products([pid, "unknown"]) == {pid: v2}
+
+
+async def test_product_cards_are_located(store: ChatStore, uid: str) -> None:
+    cid = await new_conversation(store, uid)
+    who = [f"alice-{uid}", f"bob-{uid}"]
+    pid = f"lamp-{uid}"
+    card = attrs.evolve(message(cid, 1, who[0]), kind=MessageKind.PRODUCT,
+                        attachment=ProductCard(pid, "Lamp"))
+    assert await store.append_messages(cid, 0, [card, message(cid, 2, who[1])], who)
+    assert await store.product_card_locations(pid, limit=10) == [(cid, 1)]
+    assert await store.product_card_locations("other", limit=10) == []
+
+
+async def test_blocks_follow_the_latest_decision(store: ChatStore, uid: str) -> None:
+    a, b = f"a-{uid}", f"b-{uid}"
+    assert not await store.is_blocked(a, b)
+    assert await store.set_block(a, b, blocked=True, at_ms=T0 + 10)
+    assert await store.is_blocked(a, b) and await store.is_blocked(b, a)
+    assert not await store.set_block(a, b, blocked=False, at_ms=T0 + 5)  # older: ignored
+    assert await store.is_blocked(b, a)
+    assert await store.set_block(a, b, blocked=False, at_ms=T0 + 20)
+    assert not await store.is_blocked(a, b)
+    assert not await store.set_block(a, b, blocked=True, at_ms=T0 + 10)  # replayed block
+    assert not await store.is_blocked(a, b)
+
+
+async def test_creating_again_leaves_horizons_alone(store: ChatStore, uid: str) -> None:
+    conv = conversation()
+    alice, bob = f"alice-{uid}", f"bob-{uid}"
+    parts = [Participant(alice, Role.BUYER, T0), Participant(bob, Role.SELLER, T0)]
+    await store.create_conversation(conv, parts)
+    await append_n(store, conv.conversation_id, 3, alice, [alice, bob])
+    await store.advance_horizons(conv.conversation_id, bob, read_seq=1)
+    _, created = await store.create_conversation(conv, parts)
+    assert not created
+    membership = await store.get_membership(conv.conversation_id, bob)
+    assert membership is not None and membership.read_seq == 1

@@ -26,6 +26,7 @@ from cellchat.chat.domain.model import (
     Membership,
     Message,
     Participant,
+    ProductCard,
 )
 
 
@@ -150,6 +151,35 @@ class ChatStore(Protocol):
         of the next one ("" when there is none). The cursor is adapter-defined and opaque; a
         malformed one raises `InvalidArgument("cursor", ...)`. Cost depends on the page, not on
         how many conversations the user has."""
+        ...
+
+    # ------------------------------------------------------------ marketplace state
+
+    async def upsert_product(self, product: ProductCard, version: int) -> bool:
+        """Keep the product's current data if `version` is newer than the stored one (replays
+        and out-of-order deliveries never move it backwards). Answers whether it changed."""
+        ...
+
+    async def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductCard]:
+        """Current data of the products known; unknown ids are absent."""
+        ...
+
+    async def product_card_locations(
+        self, product_id: str, *, limit: int
+    ) -> list[tuple[str, int]]:
+        """(conversation_id, seq) of product cards showing this product, newest first.
+        `append_messages` records them for every PRODUCT message it stores."""
+        ...
+
+    async def set_block(self, blocker_id: str, blocked_id: str, *, blocked: bool,
+                        at_ms: int) -> bool:
+        """Record a block (or its lifting) decided at `at_ms`; an older decision than the one
+        stored changes nothing, so replays in any order end in the latest state. Answers
+        whether the state changed."""
+        ...
+
+    async def is_blocked(self, user_a: str, user_b: str) -> bool:
+        """Whether either of the two blocks the other."""
         ...
 
     async def aclose(self) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
@@ -18,6 +19,7 @@ from cellchat.chat.app.sequencer import SendSequencer, Stored
 from cellchat.chat.domain import events, rules
 from cellchat.chat.domain.content import Limits, validate_content
 from cellchat.chat.domain.errors import (
+    Blocked,
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
@@ -37,9 +39,15 @@ from cellchat.chat.domain.model import (
     Membership,
     Message,
     MessageKind,
+    OrderCard,
     Participant,
+    ProductCard,
     Role,
 )
+
+
+_KIND_CACHE_SIZE = 100_000
+PRODUCT_FANOUT_LIMIT = 1000
 
 
 class SystemClock:
@@ -67,6 +75,7 @@ class MessagePage:
     has_more: bool
     last_seq: int
     read_seq: int
+    products: dict[str, ProductCard] = attrs.field(factory=dict)  # current data of cards shown
 
 
 @attrs.frozen
@@ -103,6 +112,8 @@ class ChatApp:
         self._events: EventSink = events_sink or NoEvents()
         self._clock: Clock = clock or SystemClock()
         self.sequencer = sequencer or SendSequencer(store)
+        # Conversation kinds never change, so a small cache saves a read per send.
+        self._kinds: OrderedDict[str, ConversationKind] = OrderedDict()
 
     def now_ms(self) -> int:
         return self._clock.now_ms()
@@ -126,6 +137,25 @@ class ChatApp:
         if conversation is None:
             raise NotFound("conversation not found")
         return conversation
+
+    async def _kind(self, conversation_id: str) -> ConversationKind:
+        kind = self._kinds.get(conversation_id)
+        if kind is None:
+            kind = (await self._conversation(conversation_id)).kind
+            self._kinds[conversation_id] = kind
+            if len(self._kinds) > _KIND_CACHE_SIZE:
+                self._kinds.popitem(last=False)
+        return kind
+
+    async def _check_not_blocked(
+        self, sender_id: str, conversation_id: str, participants: Sequence[Participant]
+    ) -> None:
+        if await self._kind(conversation_id) is not ConversationKind.DIRECT:
+            return
+        for other in participants:
+            if other.user_id != sender_id and await self.store.is_blocked(sender_id,
+                                                                         other.user_id):
+                raise Blocked("messaging between these users is blocked")
 
     @staticmethod
     def _check_seq(field: str, seq: int) -> None:
@@ -282,6 +312,7 @@ class ChatApp:
         validate_content(request.kind, request.text, request.attachment, self.limits, system=False)
         self._check_seq("reply_to_seq", request.reply_to_seq)
         participants, _ = await self._participants_of(cid, user_id)
+        await self._check_not_blocked(user_id, cid, participants)
         return await self._send(user_id, request, participants)
 
     async def post_system_message(
@@ -403,7 +434,10 @@ class ChatApp:
         }
         mine = next((h for h in horizons if h.user_id == user_id), Horizons(user_id))
         last_seq = await self.store.get_last_seq(conversation_id)
-        return MessagePage(page, statuses, has_more, last_seq, mine.read_seq)
+        product_ids = [m.attachment.product_id for m in page
+                       if isinstance(m.attachment, ProductCard)]
+        products = await self.store.get_products(product_ids) if product_ids else {}
+        return MessagePage(page, statuses, has_more, last_seq, mine.read_seq, products)
 
     # ------------------------------------------------------------ horizons, mute
 
@@ -458,3 +492,60 @@ class ChatApp:
         value = (until_ms or MUTED_FOREVER) if muted else 0
         await self.store.set_muted_until(conversation_id, user_id, value)
         return value
+
+    # ------------------------------------------------------------ marketplace events
+
+    async def link_order(
+        self, order_id: str, buyer_id: str, seller_id: str, card: OrderCard
+    ) -> Stored:
+        """OrderCreated: the buyer–seller conversation about this order exists, with the order's
+        card posted by the system. Replays find both (the card's client id is the order id)."""
+        view, _ = await self.create_direct(
+            buyer_id, seller_id, counterpart_role=Role.SELLER, context=Context(order_id=order_id)
+        )
+        return await self.post_system_message(
+            view.conversation.conversation_id,
+            NewMessage(
+                conversation_id=view.conversation.conversation_id,
+                client_message_id=f"order-created:{order_id}",
+                kind=MessageKind.ORDER,
+                attachment=card,
+            ),
+        )
+
+    async def update_product(self, product: ProductCard, version: int) -> bool:
+        """ProductUpdated: cards already sent show the product's current data from now on,
+        and the participants of conversations showing it are told (newest cards first, up to
+        `PRODUCT_FANOUT_LIMIT` conversations)."""
+        validate_content(MessageKind.PRODUCT, "", product, self.limits, system=True)
+        if not await self.store.upsert_product(product, version):
+            return False  # a replay or an older version: nothing to tell anyone
+        locations = await self.store.product_card_locations(
+            product.product_id, limit=PRODUCT_FANOUT_LIMIT
+        )
+        conversation_ids = tuple(dict.fromkeys(cid for cid, _ in locations))
+        recipients: dict[str, None] = {}
+        for cid in conversation_ids:
+            for participant in await self.store.get_participants(cid):
+                recipients[participant.user_id] = None
+        await self._events.publish(
+            events.ProductCardsUpdated(product, version, conversation_ids, tuple(recipients))
+        )
+        return True
+
+    async def set_block(
+        self, blocker_id: str, blocked_id: str, *, blocked: bool, at_ms: int
+    ) -> bool:
+        """UserBlocked / UserUnblocked, ordered by the time the user decided (`at_ms`)."""
+        rules.validate_user_id("blocker_id", blocker_id, self.limits)
+        rules.validate_user_id("blocked_id", blocked_id, self.limits)
+        changed = await self.store.set_block(blocker_id, blocked_id, blocked=blocked,
+                                             at_ms=at_ms)
+        if changed:
+            await self._events.publish(
+                events.BlockChanged(blocker_id, blocked_id, blocked, (blocker_id, blocked_id))
+            )
+        return changed
+
+    async def is_blocked(self, user_a: str, user_b: str) -> bool:
+        return await self.store.is_blocked(user_a, user_b)

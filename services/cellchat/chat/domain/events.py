@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from cellchat.chat.domain.model import Conversation, Message, Participant
+from cellchat.chat.domain.model import Conversation, Message, Participant, ProductCard
 
 
 @attrs.frozen
@@ -53,6 +53,26 @@ class HorizonsAdvanced:
     recipients: tuple[str, ...]
 
 
+@attrs.frozen
+class ProductCardsUpdated:
+    """A product shown in cards changed; clients re-render the cards in these conversations."""
+
+    product: ProductCard
+    version: int
+    conversation_ids: tuple[str, ...]
+    recipients: tuple[str, ...]
+
+
+@attrs.frozen
+class BlockChanged:
+    """One user blocked (or unblocked) another; both are told on their open connections."""
+
+    blocker_id: str
+    blocked_id: str
+    blocked: bool
+    recipients: tuple[str, ...]
+
+
 ChatEvent = (
     ConversationCreated
     | ParticipantsChanged
@@ -60,4 +80,6 @@ ChatEvent = (
     | MessageEdited
     | MessageDeleted
     | HorizonsAdvanced
+    | ProductCardsUpdated
+    | BlockChanged
 )

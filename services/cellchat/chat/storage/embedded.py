@@ -28,6 +28,7 @@ from cellchat.chat.domain.model import (
     Message,
     MessageKind,
     Participant,
+    ProductCard,
     Role,
 )
 
@@ -57,6 +58,17 @@ CREATE TABLE IF NOT EXISTS messages (
   thread_root_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conversation_id, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (conversation_id, thread_root_seq, seq);
+CREATE TABLE IF NOT EXISTS products (
+  product_id TEXT PRIMARY KEY, card TEXT NOT NULL, version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS product_cards (
+  product_id TEXT NOT NULL, conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (product_id, conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS blocks (
+  blocker_id TEXT NOT NULL, blocked_id TEXT NOT NULL, blocked INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL, PRIMARY KEY (blocker_id, blocked_id)
+);
 CREATE TABLE IF NOT EXISTS client_ids (
   conversation_id TEXT NOT NULL, sender_id TEXT NOT NULL, client_message_id TEXT NOT NULL,
   seq INTEGER NOT NULL, PRIMARY KEY (conversation_id, sender_id, client_message_id)
@@ -151,10 +163,12 @@ class EmbeddedStore:
         return stored, created
 
     def _add_participant(self, cid: str, p: Participant, joined_at_ms: int) -> None:
-        self._db.execute(
+        cursor = self._db.execute(
             "INSERT OR IGNORE INTO participants VALUES (?,?,?,?)",
             (cid, p.user_id, p.role.value, joined_at_ms),
         )
+        if cursor.rowcount == 0:
+            return  # already a participant: their row and horizons stay as they are
         last_seq = self._last_seq(cid)
         self._db.execute(
             "INSERT INTO memberships (conversation_id, user_id, active, read_seq, delivered_seq)"
@@ -254,6 +268,11 @@ class EmbeddedStore:
                     "INSERT OR REPLACE INTO client_ids VALUES (?,?,?,?)",
                     (conversation_id, m.sender_id, m.client_message_id, m.seq),
                 )
+                if isinstance(m.attachment, ProductCard):
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO product_cards VALUES (?,?,?)",
+                        (m.attachment.product_id, conversation_id, m.seq),
+                    )
             last = messages[-1]
             self._db.execute(
                 "UPDATE conversations SET last_seq=?, last_activity_ms=max(last_activity_ms, ?)"
@@ -399,6 +418,69 @@ class EmbeddedStore:
             tail = entries[-1]
             next_cursor = f"{tail.last_activity_ms}:{tail.conversation.conversation_id}"
         return entries, next_cursor
+
+    # ------------------------------------------------------------ marketplace state
+
+    async def upsert_product(self, product: ProductCard, version: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        cursor = self._db.execute(
+            "INSERT INTO products VALUES (?,?,?) ON CONFLICT DO UPDATE SET"
+            " card=excluded.card, version=excluded.version WHERE excluded.version > version",
+            (product.product_id, attachment_to_json(product), version),
+        )
+        return cursor.rowcount == 1
+
+    async def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductCard]:
+        await trio.lowlevel.checkpoint()
+        found: dict[str, ProductCard] = {}
+        for product_id in set(product_ids):
+            rows = self._q("SELECT card FROM products WHERE product_id=?", (product_id,))
+            if rows:
+                card = attachment_from_json(rows[0]["card"])
+                assert isinstance(card, ProductCard)
+                found[product_id] = card
+        return found
+
+    async def product_card_locations(
+        self, product_id: str, *, limit: int
+    ) -> list[tuple[str, int]]:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            "SELECT conversation_id, seq FROM product_cards WHERE product_id=?"
+            " ORDER BY rowid DESC LIMIT ?",
+            (product_id, limit),
+        )
+        return [(r["conversation_id"], r["seq"]) for r in rows]
+
+    async def set_block(self, blocker_id: str, blocked_id: str, *, blocked: bool,
+                        at_ms: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        with self._tx():
+            before = self._q(
+                "SELECT blocked FROM blocks WHERE blocker_id=? AND blocked_id=?",
+                (blocker_id, blocked_id),
+            )
+            self._db.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET"
+                " blocked=excluded.blocked, at_ms=excluded.at_ms"
+                " WHERE excluded.at_ms > at_ms",
+                (blocker_id, blocked_id, int(blocked), at_ms),
+            )
+            after = self._q(
+                "SELECT blocked FROM blocks WHERE blocker_id=? AND blocked_id=?",
+                (blocker_id, blocked_id),
+            )
+        was = bool(before[0]["blocked"]) if before else False
+        return was != bool(after[0]["blocked"])
+
+    async def is_blocked(self, user_a: str, user_b: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            "SELECT 1 FROM blocks WHERE blocked=1 AND ((blocker_id=? AND blocked_id=?)"
+            " OR (blocker_id=? AND blocked_id=?))",
+            (user_a, user_b, user_b, user_a),
+        )
+        return bool(rows)
 
     async def aclose(self) -> None:
         self._db.close()

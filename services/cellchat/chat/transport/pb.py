@@ -216,7 +216,15 @@ def inbox_out(page: InboxPage, now_ms: int) -> pb.GetUserConversationsResponse:
 
 def messages_out(page: MessagePage) -> pb.GetMessagesResponse:
     return pb.GetMessagesResponse(
-        messages=[message_out(m, page.statuses.get(m.seq)) for m in page.messages],
+        messages=[
+            message_out(
+                m,
+                page.statuses.get(m.seq),
+                page.products.get(m.attachment.product_id)
+                if isinstance(m.attachment, ProductCard) else None,
+            )
+            for m in page.messages
+        ],
         has_more=page.has_more,
         last_seq=page.last_seq,
         read_seq=page.read_seq,
