@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from cellchat_schema.cqlfile import checksum, split_statements
@@ -84,9 +85,11 @@ def _check_keyspace(keyspace: str) -> str:
     return keyspace
 
 
-def load_migrations() -> list[Migration]:
-    """Every cql/NNN_name.cql file shipped with this package, in version order."""
-    folder = importlib.resources.files("cellchat_schema") / "cql"
+def load_migrations(folder: Traversable | None = None) -> list[Migration]:
+    """Every NNN_name.cql file in `folder` (default: the cql/ shipped with this package), in
+    version order."""
+    if folder is None:
+        folder = importlib.resources.files("cellchat_schema") / "cql"
     migrations: list[Migration] = []
     seen: dict[int, str] = {}
     for entry in folder.iterdir():
