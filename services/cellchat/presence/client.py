@@ -243,10 +243,19 @@ async def open_presence_client(
     """A client whose connection lives as long as the block. Connecting happens in the
     background: calls made before it succeeds wait (within their timeout)."""
     client = PresenceClient(host, port, token=token, call_timeout_s=call_timeout_s)
+    # The block's own exception is re-raised outside the nursery, so that callers catch
+    # NotFound, not an ExceptionGroup holding it.
+    raised: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(client._maintain)
-        yield client
-        nursery.cancel_scope.cancel()
+        try:
+            yield client
+        except BaseException as exc:
+            raised = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if raised is not None:
+        raise raised
 
 
 def _presence_in(message: pb.UserPresence) -> Presence:

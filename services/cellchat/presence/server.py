@@ -85,10 +85,17 @@ async def open_presence_service(
         service = PresenceService(
             store, directory, sink if sink is not None else ChangeFeed(), config, clock=clock
         )
+        raised: BaseException | None = None  # re-raised outside the nursery: no group
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run_sweeper)
-            yield service
-            nursery.cancel_scope.cancel()
+            try:
+                yield service
+            except BaseException as exc:
+                raised = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if raised is not None:
+            raise raised
 
 
 async def serve_presence(
