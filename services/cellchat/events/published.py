@@ -1,10 +1,11 @@
 """Builders of the five events a cell publishes, from plain values (no domain imports).
 
 Rules:
-- Ids are stable: a UUID 5 of the cell and the change's natural key (the conversation and seq of
-  a message, the reader and horizon of a read...). Building the same event twice gives the same
-  id, so a use case that records it again after a retry, or a relay that publishes it twice,
-  produces a duplicate that consumers drop by id.
+- Ids are stable: a UUID 5 of the cell and the change's natural key (a message's conversation,
+  seq and message id; a read's reader and horizon...). Building the same event twice gives the
+  same id, so a use case that records it again after a retry, or a relay that publishes it twice,
+  produces a duplicate that consumers drop by id. The message id is part of the key because a
+  seq whose first writer died is taken by the next message: that is another event.
 - The `subject` names the entity the event is about: `conversations/<id>` or `users/<id>`.
 - MessageSent never carries the message's content (privacy: the stream is readable by every
   marketplace service); consumers that need it ask the chat API with their own authorisation.
@@ -63,7 +64,7 @@ def message_sent(
     recipients: Iterable[str], created_at_ms: int,
 ) -> CloudEvent:
     return _event(
-        cell_id, catalog.MESSAGE_SENT, (conversation_id, seq),
+        cell_id, catalog.MESSAGE_SENT, (conversation_id, seq, message_id),
         f"conversations/{conversation_id}", created_at_ms,
         {
             "conversation_id": conversation_id,
