@@ -37,7 +37,7 @@ class TokenBucket:
     def take(self, now: float, cost: float = 1.0) -> bool:
         elapsed = max(0.0, now - self.updated)
         self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
-        self.updated = now
+        self.updated = max(self.updated, now)
         if self.tokens >= cost:
             self.tokens -= cost
             return True
