@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from cellchat.chat.domain.errors import InvalidArgument, NotFound, StoreUnavailable
-from cellchat.presence.client import ConnectionReporter
+from cellchat.presence.client import ConnectionReporter, ReplicaPresence
 from cellchat.presence.config import PresenceConfig
 from cellchat.presence.memory import ChangeFeed, InMemoryDirectory, InMemoryPresenceStore
 from cellchat.presence.model import (
@@ -283,3 +283,23 @@ async def test_a_change_feed_cuts_off_a_subscriber_that_falls_behind() -> None:
         assert await fast.receive() == changes[2]
         assert [c async for c in slow] == changes[:2]  # then its iteration ends
         assert feed.statistics().cut_off == 1
+
+
+async def test_the_replica_hook_reports_sockets_and_typing_in_process(
+    autojump_clock: trio.testing.MockClock, service: PresenceService, feed: ChangeFeed
+) -> None:
+    reporter = ConnectionReporter(service, "r1")
+    hook = ReplicaPresence(reporter, service)
+    async with feed.subscribe() as changes, trio.open_nursery() as nursery:
+        await nursery.start(reporter.run)
+        await hook.connected("alice", "ws-1")
+        assert await next_change(changes) == UserOnline("alice", Status.ONLINE, now_ms())
+        await hook.typing("alice", "deal", True)
+        assert isinstance(await next_change(changes), TypingStarted)
+        await hook.typing("alice", "deal", False)
+        assert isinstance(await next_change(changes), TypingStopped)
+        await hook.disconnected("alice", "ws-1")
+        assert await next_change(changes) == UserOffline("alice", now_ms(), now_ms())
+        [bob_sees] = await service.get_online_status_for("bob", ["alice"])
+        assert bob_sees.status is Status.OFFLINE
+        nursery.cancel_scope.cancel()

@@ -11,6 +11,8 @@
   so anything lost during an outage (or dropped when too many deltas queue up) is repaired by
   the next heartbeat, which is sent first thing after every failure. It reports to any
   `ReportTarget`: a `PresenceClient`, or the `PresenceService` itself in the embedded process.
+* `ReplicaPresence` is what the WebSocket server calls (its `PresenceHook`): connect and
+  disconnect go to the reporter, typing to presence.
 """
 
 from __future__ import annotations
@@ -281,6 +283,16 @@ class ReportTarget(Protocol):
     async def connection_closed(self, replica_id: str, connection_id: str) -> None: ...
 
 
+class ReplicaTarget(ReportTarget, Protocol):
+    """Everything a chat replica asks of presence: `PresenceClient` or `PresenceService`."""
+
+    async def report_typing(self, user_id: str, conversation_id: str, typing: bool) -> int: ...
+
+    async def get_online_status_for(
+        self, viewer_id: str, user_ids: Sequence[str]
+    ) -> list[Presence]: ...
+
+
 @attrs.frozen
 class ReporterStatistics:
     live_connections: int
@@ -390,3 +402,22 @@ class ConnectionReporter:
             deltas_dropped=self._dropped,
             failures=self._failures,
         )
+
+
+class ReplicaPresence:
+    """The chat replica's presence hook (`chat.realtime.websocket.PresenceHook`): connections go
+    through the replica's `ConnectionReporter` (never blocking the socket), typing straight to
+    presence."""
+
+    def __init__(self, reporter: ConnectionReporter, target: ReplicaTarget) -> None:
+        self.reporter = reporter
+        self._target = target
+
+    async def connected(self, user_id: str, connection_id: str) -> None:
+        self.reporter.opened(connection_id, user_id)
+
+    async def disconnected(self, user_id: str, connection_id: str) -> None:
+        self.reporter.closed(connection_id)
+
+    async def typing(self, user_id: str, conversation_id: str, started: bool) -> None:
+        await self._target.report_typing(user_id, conversation_id, started)

@@ -159,6 +159,16 @@ class PresenceService:
             await self._store.connection_closed(replica_id, connection_id, self._clock())
         )
 
+    async def report_typing(self, user_id: str, conversation_id: str, typing: bool) -> int:
+        """`set_typing` on behalf of a user connected to a replica (WebSocket `typing`)."""
+        return await self.set_typing(user_id, conversation_id, typing)
+
+    async def get_online_status_for(
+        self, viewer_id: str, user_ids: Sequence[str]
+    ) -> list[Presence]:
+        """`get_online_status` as `viewer_id` would see it."""
+        return await self.get_online_status(viewer_id, user_ids)
+
     # ------------------------------------------------------------------ time
 
     async def sweep(self) -> list[Change]:
