@@ -90,6 +90,7 @@ from cellchat.chat.domain.model import (
     Message,
     MessageKind,
     Participant,
+    ProductCard,
     Role,
 )
 from cellchat.chat.storage.trio_cql import Row, TrioSession, map_driver_errors
@@ -262,6 +263,30 @@ _STATEMENTS: dict[str, str] = {
         "SELECT activity_ms, conversation_id FROM inbox_activity"
         " WHERE user_id = ? AND period = ? AND (activity_ms, conversation_id) < (?, ?) LIMIT ?"
     ),
+    "product_select": "SELECT card, version FROM products WHERE product_id = ?",
+    "product_write": (
+        "UPDATE products USING TIMESTAMP ? SET card = ?, version = ? WHERE product_id = ?"
+    ),
+    "card_insert": (
+        "INSERT INTO product_cards (product_id, created_at_ms, conversation_id, seq)"
+        " VALUES (?, ?, ?, ?)"
+    ),
+    "card_first": (
+        "SELECT created_at_ms, conversation_id, seq FROM product_cards WHERE product_id = ?"
+        " LIMIT ?"
+    ),
+    "card_after": (
+        "SELECT created_at_ms, conversation_id, seq FROM product_cards WHERE product_id = ?"
+        " AND (created_at_ms, conversation_id, seq) < (?, ?, ?) LIMIT ?"
+    ),
+    "card_delete": (
+        "DELETE FROM product_cards WHERE product_id = ? AND created_at_ms = ?"
+        " AND conversation_id = ? AND seq = ?"
+    ),
+    "block_write": (
+        "UPDATE blocks USING TIMESTAMP ? SET blocked = ? WHERE blocker_id = ? AND blocked_id = ?"
+    ),
+    "block_select": "SELECT blocked FROM blocks WHERE blocker_id = ? AND blocked_id = ?",
 }
 
 #: Reads that must see the outcome of every conditional write, even one still in flight.
@@ -613,6 +638,7 @@ class CqlStore:
         await _gather([
             lambda: self._record_client_ids(cid, messages),
             lambda: self._record_replies(cid, replies, first_seq),
+            lambda: self._record_product_cards(cid, messages),
         ])
         try:
             applied = await self._conditional_append(cid, expected_last_seq, messages,
@@ -664,6 +690,14 @@ class CqlStore:
         roots = {m.thread_root_seq for m in replies if m.thread_root_seq < first_seq}
         calls += [partial(self._mark_root, cid, root) for root in sorted(roots)]
         await _gather(calls)
+
+    async def _record_product_cards(self, cid: str, messages: Sequence[Message]) -> None:
+        await _gather(
+            partial(self._run, "card_insert", m.attachment.product_id, m.created_at_ms, cid,
+                    m.seq)
+            for m in messages
+            if isinstance(m.attachment, ProductCard)
+        )
 
     async def _mark_root(self, cid: str, root_seq: int) -> None:
         found = await self._find_row(cid, root_seq)
@@ -1003,6 +1037,80 @@ class CqlStore:
             last_message=last_message,
             membership=self._membership(cid, user_id, member),
         )
+
+    # ------------------------------------------------------------ marketplace state
+
+    async def upsert_product(self, product: ProductCard, version: int) -> bool:
+        # The version is the write timestamp, so racing or replayed updates converge on the
+        # newest one without a lightweight transaction. The read only spares the write and
+        # answers the question; two racing deliveries of one new version may both say True.
+        stored = await self._one("product_select", product.product_id)
+        if stored is not None and stored["version"] is not None and stored["version"] >= version:
+            return False
+        await self._run("product_write", version, attachment_to_json(product), version,
+                        product.product_id)
+        return True
+
+    async def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductCard]:
+        ids = sorted(set(product_ids))
+        rows = await _gather(partial(self._one, "product_select", pid) for pid in ids)
+        found: dict[str, ProductCard] = {}
+        for pid, row in zip(ids, rows, strict=True):
+            card = attachment_from_json(row["card"]) if row is not None else None
+            if isinstance(card, ProductCard):
+                found[pid] = card
+        return found
+
+    async def product_card_locations(
+        self, product_id: str, *, limit: int
+    ) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        position: tuple[int, str, int] | None = None
+        while len(found) < limit:
+            want = limit - len(found)
+            if position is None:
+                rows = await self._rows("card_first", product_id, want)
+            else:
+                rows = await self._rows("card_after", product_id, *position, want)
+            if not rows:
+                break
+            verdicts = await _gather(partial(self._card_verdict, product_id, r) for r in rows)
+            for row, verdict in zip(rows, verdicts, strict=True):
+                if verdict is True:
+                    found.append((row["conversation_id"], row["seq"]))
+                elif verdict is False:  # the seq holds another message: a lost race's record
+                    await self._run("card_delete", product_id, row["created_at_ms"],
+                                    row["conversation_id"], row["seq"])
+            last = rows[-1]
+            position = (last["created_at_ms"], last["conversation_id"], last["seq"])
+            if len(rows) < want:
+                break
+        return found
+
+    async def _card_verdict(self, product_id: str, record: Row) -> bool | None:
+        """True: the card is there; False: another message is; None: nothing is (yet)."""
+        found = await self._find_row(record["conversation_id"], record["seq"])
+        if found is None:
+            return None
+        card = attachment_from_json(found[1]["attachment"])
+        return isinstance(card, ProductCard) and card.product_id == product_id
+
+    async def set_block(
+        self, blocker_id: str, blocked_id: str, *, blocked: bool, at_ms: int
+    ) -> bool:
+        # The decision time is the write timestamp: the latest decision wins in any order.
+        before = await self._one("block_select", blocker_id, blocked_id)
+        await self._run("block_write", at_ms, blocked, blocker_id, blocked_id)
+        after = await self._one("block_select", blocker_id, blocked_id)
+        was = bool(before and before["blocked"])
+        return was != bool(after and after["blocked"])
+
+    async def is_blocked(self, user_a: str, user_b: str) -> bool:
+        rows = await _gather([
+            partial(self._one, "block_select", user_a, user_b),
+            partial(self._one, "block_select", user_b, user_a),
+        ])
+        return any(row is not None and row["blocked"] for row in rows)
 
     # ------------------------------------------------------------ lifetime
 
