@@ -48,6 +48,11 @@ and not a single tombstone. Memberships filter out conversations the user left. 
 the log until it has found `limit + 1` current rows (so the last page says so), which costs
 the rows of the page plus the superseded rows between them.
 
+Marketplace state. A product's current data is written `USING TIMESTAMP <version>` and a
+block `USING TIMESTAMP <decision ms>`, so replays and out-of-order deliveries converge on the
+newest without a lightweight transaction (neither table may ever be written otherwise).
+Product card locations are write-ahead records like the client ids, verified on read.
+
 Errors leave through `trio_cql.map_driver_errors`. Work after a successful conditional batch
 (inbox rows, head) is best effort: the message is stored and the call answers True even if
 that work fails; the next send repairs both.
