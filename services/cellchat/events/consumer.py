@@ -76,8 +76,8 @@ def _text(value: str | bytes) -> str:
 def _entries(raw: Any) -> tuple[_Entry, ...]:
     """Stream entries as text, whether or not the client decodes responses."""
     return tuple(
-        _Entry(_text(entry.id),
-               {_text(name): _text(value) for name, value in entry.fields.items()})
+        _Entry(_text(entry.identifier),
+               {_text(name): _text(value) for name, value in entry.field_values.items()})
         for entry in raw
     )
 
