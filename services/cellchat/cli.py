@@ -4,6 +4,9 @@
     cellchat presence            presence service
     cellchat migrate             create the cell's keyspace and apply cql/ migrations
     cellchat token --user alice  a development JWT for trying the API out
+    cellchat chat --user alice --with bob
+                                 chat in the terminal over the WebSocket (run it in two
+                                 terminals, the second with --user bob --with alice)
 """
 
 from __future__ import annotations
@@ -86,6 +89,21 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_chat(args: argparse.Namespace) -> int:
+    import trio
+
+    from cellchat.auth import mint_token
+    from cellchat.chat.realtime.terminal import chat_in_terminal
+
+    settings = _settings()
+    url = args.url or f"ws://{settings.host}:{settings.ws_port}"
+    token = args.token or mint_token(settings.jwt, args.user, ttl_s=24 * 3600)
+    try:
+        return trio.run(chat_in_terminal, url, args.user, token, args.counterpart)
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cellchat", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--user", required=True, help="the token's subject (user id)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.set_defaults(fn=_cmd_token)
+    chat = sub.add_parser("chat", help="chat in the terminal (WebSocket client)")
+    chat.add_argument("--user", required=True, help="who you are")
+    chat.add_argument("--with", dest="counterpart", required=True, help="who to chat with")
+    chat.add_argument("--url", default="", help="ws://host:port (default: WS_PORT on BIND_HOST)")
+    chat.add_argument("--token", default="",
+                      help="a JWT (default: minted with the development secret or JWT_SECRET)")
+    chat.set_defaults(fn=_cmd_chat)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     code: int = args.fn(args)
