@@ -29,13 +29,14 @@ def cassandra() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def cql_keyspace(cassandra: Any) -> str:
     """A keyspace with every migration applied, shared by the session's CQL tests."""
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
     from cellchat_schema import apply_migrations, ensure_keyspace
 
+    profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
     cluster = Cluster([cassandra.host], port=cassandra.port,
-                      load_balancing_policy=DCAwareRoundRobinPolicy())
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     try:
         session = cluster.connect()
         ensure_keyspace(session, CQL_TEST_KEYSPACE, {"class": "SimpleStrategy",

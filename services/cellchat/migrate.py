@@ -28,7 +28,7 @@ def replication_map(settings: Settings) -> dict[str, Any]:
 def run_migrations(settings: Settings) -> list[int]:
     """Create the cell's keyspace if needed and apply pending migrations; blocking."""
     from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
     from cellchat_schema import apply_migrations, ensure_keyspace
@@ -40,7 +40,9 @@ def run_migrations(settings: Settings) -> list[int]:
         list(settings.scylla_hosts),
         port=settings.scylla_port,
         auth_provider=auth,
-        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
+        },
     )
     try:
         session = cluster.connect()
