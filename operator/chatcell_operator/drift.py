@@ -109,9 +109,11 @@ def is_due(body: Mapping[str, Any]) -> bool:
 def drift_conditions(found: Findings) -> tuple[Condition, ...]:
     text = "; ".join(found.all)
     updates: list[Condition] = []
-    if any("does not exist" in f or "replication" in f for f in found.repairable):
+    keyspace_gone = any("does not exist" in f for f in found.repairable)
+    if keyspace_gone or any("replication" in f for f in found.repairable):
         updates.append(Condition(conditions.KEYSPACE_READY, False, "Drift", text))
-    if found.unsafe or any("migrations" in f for f in found.repairable):
+    if keyspace_gone or found.unsafe or any("migrations" in f for f in found.repairable):
+        # A missing keyspace has no migrations either.
         reason = conditions.SCHEMA_CONFLICT if found.unsafe else "Drift"
         updates.append(Condition(conditions.MIGRATIONS_APPLIED, False, reason, text))
     updates.append(Condition(conditions.READY, False, conditions.DRIFT, text))

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-import cellchat_schema
 from cassandra import (
     AuthenticationFailed,
     ConsistencyLevel,
@@ -37,6 +36,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.protocol import ConfigurationException, InvalidRequest, SyntaxException
 
+import cellchat_schema
 from chatcell_operator.spec import Replication
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ sidecar) is theirs unless the builder names it.
 
 API errors are translated at this boundary: ``ApiUnavailable`` (try again later) and
 ``ApiRejected`` (the server refused the object; a retry sends the same object again).
-The verbs used here are exactly the ones the chart's Role grants (helm/chatcell/templates/rbac.yaml).
+The verbs used here are exactly the ones the chart's Role grants
+(helm/chatcell/templates/rbac.yaml).
 """
 
 from __future__ import annotations
@@ -74,9 +75,13 @@ def load_api_client() -> client.ApiClient:
     """In a pod, the service account; elsewhere, $KUBECONFIG (or ~/.kube/config)."""
     configuration = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
     else:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
     return client.ApiClient(configuration)
 
 
@@ -140,7 +145,7 @@ class Kube:
             raise SecretMissing(f"Secret {namespace}/{name} key {key!r} is not text") from exc
 
     async def list_cells(self, namespace: str) -> list[dict[str, Any]]:
-        result = await self._call(
+        result: Any = await self._call(
             f"listing ChatCells in {namespace}",
             self._custom.list_namespaced_custom_object,
             GROUP, VERSION, namespace, PLURAL,
@@ -149,11 +154,12 @@ class Kube:
 
     async def get_cell(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(await self._call(
+            cell: Any = await self._call(
                 f"reading ChatCell {name}",
                 self._custom.get_namespaced_custom_object,
                 GROUP, VERSION, namespace, PLURAL, name,
-            ))
+            )
+            return dict(cell)
         except ApiUnavailable as exc:
             cause = exc.__cause__
             if isinstance(cause, ApiException) and cause.status == 404:

@@ -97,7 +97,7 @@ async def reconcile_cell(
     patch: kopf.Patch,
     retry: int,
     memo: kopf.Memo,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
     context: Context = memo.context
@@ -129,15 +129,15 @@ def _drops_keyspace(spec: kopf.Spec, **_: Any) -> bool:
 async def drop_keyspace(
     spec: kopf.Spec,
     name: str,
-    namespace: str,
+    namespace: str | None,
     retry: int,
     memo: kopf.Memo,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
     context: Context = memo.context
     try:
-        cell = parse(spec, name=name, namespace=namespace)
+        cell = parse(spec, name=name, namespace=namespace or "")
     except InvalidSpec as exc:
         raise kopf.PermanentError(f"cannot drop the keyspace: {exc}") from exc
     try:
@@ -162,6 +162,10 @@ def run(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"chatcell-operator: {exc}") from None
     kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat.FULL)
+    # Debug logs are for the operator's own decisions; the driver's and the HTTP pool's
+    # per-request chatter would drown them.
+    for noisy in ("cassandra", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     asyncio.run(
         kopf.operator(
             standalone=True,  # one replica (Recreate strategy in the chart); no peering CRDs

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
-import logging
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +38,7 @@ BACKOFF_MAX_S = 300.0
 
 
 def backoff(retry: int) -> float:
-    return min(BACKOFF_BASE_S * 2 ** max(retry, 0), BACKOFF_MAX_S)
+    return float(min(BACKOFF_BASE_S * 2 ** max(retry, 0), BACKOFF_MAX_S))
 
 
 def now_text() -> str:
@@ -84,7 +83,6 @@ class Context:
     kube: Kube
     sessions: keyspaces.Sessions
     locks: CellLocks = attrs.field(factory=CellLocks)
-    logger: logging.Logger = logging.getLogger("chatcell_operator")
 
 
 def _ready(ok: bool, reason: str, message: str) -> Condition:
@@ -248,7 +246,9 @@ async def ensure_schema(ctx: Context, cell: CellSpec, session: Any) -> Pass:
         conditions.MIGRATIONS_APPLIED, True, "Applied" if applied else "UpToDate",
         f"schema version {version} ({applied_text})",
     )
-    message = f"cell {cell.cell_id}: objects applied, keyspace {keyspace} at schema version {version}"
+    message = (
+        f"cell {cell.cell_id}: objects applied, keyspace {keyspace} at schema version {version}"
+    )
     return Pass(
         Outcome.DONE,
         message,

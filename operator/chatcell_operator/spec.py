@@ -153,7 +153,8 @@ def _kind_name(kind: type) -> str:
     return names.get(kind, kind.__name__)
 
 
-def _mapping(raw: Mapping[str, Any], key: str, path: str, required: bool = False) -> Mapping[str, Any]:
+def _mapping(raw: Mapping[str, Any], key: str, path: str,
+             required: bool = False) -> Mapping[str, Any]:
     value = raw.get(key)
     if value is None:
         if required:

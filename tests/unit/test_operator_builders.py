@@ -18,7 +18,8 @@ OWNER = Owner(name="c1", uid="2b6c3c2e-0d3f-4a57-9b0c-7f8e8a1d9e10")
 SPEC: dict[str, Any] = {
     "cellId": "cell-1",
     "image": "reg/cellchat:1.2.3",
-    "chat": {"replicas": 3, "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}},
+    "chat": {"replicas": 3,
+             "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}},
     "presence": {"replicas": 2},
     "scylla": {
         "contactPoints": ["scylla-0", "scylla-1"],
@@ -101,7 +102,8 @@ def test_chat_deployment() -> None:
     assert container["command"] == ["cellchat", "run"]
     assert container["envFrom"] == [{"configMapRef": {"name": "c1-config"}}]
     env = env_of(deployment)
-    assert env["SERVICE_NAME"] == "chat-service" and env["CELL_ID"] == "cell-1"
+    assert env["SERVICE_NAME"] == "chat-service"
+    assert env["CELL_ID"] == "cell-1"
     assert env["SCYLLA_USERNAME"] == {"secretKeyRef": {"name": "db", "key": "username"}}
     assert env["SCYLLA_PASSWORD_FILE"] == "/var/run/secrets/cellchat/scylla/password"
     assert env["JWT_SECRET_FILE"] == "/var/run/secrets/cellchat/jwt/key"
@@ -156,7 +158,8 @@ def test_no_credentials_secret_means_no_database_login() -> None:
     del spec["scylla"]["credentialsSecret"]
     deployment = builders.chat_deployment(parse(spec, name="c1", namespace="ns"), OWNER)
     env = env_of(deployment)
-    assert "SCYLLA_USERNAME" not in env and "SCYLLA_PASSWORD_FILE" not in env
+    assert "SCYLLA_USERNAME" not in env
+    assert "SCYLLA_PASSWORD_FILE" not in env
     kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
 
 

@@ -16,7 +16,8 @@ def test_transition_time_changes_only_with_the_status() -> None:
                              now=T0, generation=1)
     same = conditions.merge(first, [Condition("Ready", False, "Reconciling", "still")],
                             now=T1, generation=1)
-    assert same[0]["lastTransitionTime"] == T0 and same[0]["message"] == "still"
+    assert same[0]["lastTransitionTime"] == T0
+    assert same[0]["message"] == "still"
     flipped = conditions.merge(same, [Condition("Ready", True, "Reconciled", "ok")],
                                now=T1, generation=2)
     assert flipped[0] == {
@@ -33,7 +34,8 @@ def test_conditions_keep_their_order_and_other_types() -> None:
         now=T0, generation=None,
     )
     assert [c["type"] for c in merged] == ["KeyspaceReady", "MigrationsApplied", "Ready", "Custom"]
-    assert merged[1]["status"] == "Unknown" and "observedGeneration" not in merged[1]
+    assert merged[1]["status"] == "Unknown"
+    assert "observedGeneration" not in merged[1]
 
 
 def test_phase_follows_readys_reason() -> None:
@@ -56,7 +58,8 @@ def test_status_patch_claims_the_generation_only_when_observed() -> None:
         {}, updates, now=T0, generation=3)
     patch = conditions.status_patch({}, updates, now=T0, generation=3, observed=True,
                                     fields={"schemaVersion": 1})
-    assert patch["observedGeneration"] == 3 and patch["schemaVersion"] == 1
+    assert patch["observedGeneration"] == 3
+    assert patch["schemaVersion"] == 1
     assert patch["phase"] == "Reconciling"
 
 
@@ -85,16 +88,19 @@ def test_no_drift() -> None:
 
 def test_a_dropped_keyspace_is_repairable_drift() -> None:
     found = drift.findings(inspection(None, {}))
-    assert found.repairable == ("keyspace chat_c does not exist",) and not found.unsafe
+    assert found.repairable == ("keyspace chat_c does not exist",)
+    assert not found.unsafe
     updates = {c.type: c for c in drift.drift_conditions(found)}
     assert updates["KeyspaceReady"].status is False
+    assert updates["MigrationsApplied"].status is False
     assert updates["Ready"].reason == "DriftDetected"
 
 
 def test_missing_migrations_and_other_replication_are_repairable() -> None:
     found = drift.findings(inspection({"class": "SimpleStrategy", "replication_factor": "3"},
                                       {1: "a"}))
-    assert len(found.repairable) == 2 and not found.unsafe
+    assert len(found.repairable) == 2
+    assert not found.unsafe
     assert "migrations 002 are not recorded" in found.repairable[1]
 
 
@@ -102,7 +108,8 @@ def test_edited_or_unknown_migrations_are_never_repaired() -> None:
     found = drift.findings(inspection(SIMPLE_1, {1: "a", 2: "edited", 3: "z"}))
     assert not found.repairable
     assert "002 were changed" in found.unsafe[0]
-    assert "003" in found.unsafe[1] and "newer release" in found.unsafe[1]
+    assert "003" in found.unsafe[1]
+    assert "newer release" in found.unsafe[1]
     reasons = {c.type: c.reason for c in drift.drift_conditions(found)}
     assert reasons["MigrationsApplied"] == "SchemaConflict"
 

@@ -14,9 +14,11 @@ def test_namespaces_from_flags_or_environment() -> None:
 
 def test_defaults_and_overrides() -> None:
     config = from_args(["-n", "a"], env={})
-    assert config.drift_interval_s == 60 and config.liveness.endswith("/healthz")
+    assert config.drift_interval_s == 60
+    assert config.liveness.endswith("/healthz")
     config = from_args(["-n", "a", "--liveness", ""], env={"CHATCELL_DRIFT_INTERVAL": "5"})
-    assert config.drift_interval_s == 5 and config.liveness == ""
+    assert config.drift_interval_s == 5
+    assert config.liveness == ""
 
 
 @pytest.mark.parametrize(

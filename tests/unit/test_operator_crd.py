@@ -55,7 +55,8 @@ def test_crd_is_a_valid_kubernetes_object() -> None:
     spec = crd()["spec"]
     assert (spec["group"], spec["names"]["plural"], spec["names"]["kind"]) == (GROUP, PLURAL, KIND)
     (version,) = spec["versions"]
-    assert version["name"] == VERSION and version["subresources"] == {"status": {}}
+    assert version["name"] == VERSION
+    assert version["subresources"] == {"status": {}}
 
 
 def test_the_chart_ships_the_same_crd() -> None:

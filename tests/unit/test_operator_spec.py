@@ -37,10 +37,13 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 def test_minimal_spec_gets_the_crd_defaults() -> None:
     cell = parse(MINIMAL, name="c1", namespace="ns")
     assert cell.keyspace == "chat_cell_1"
-    assert cell.chat.replicas == 2 and cell.presence.replicas == 1
+    assert cell.chat.replicas == 2
+    assert cell.presence.replicas == 1
     assert cell.chat.image == cell.presence.image == "cellchat:0.1.0"
-    assert cell.scylla.port == 9042 and cell.scylla.credentials is None
-    assert cell.jwt.algorithms == ("HS256",) and cell.jwt.symmetric
+    assert cell.scylla.port == 9042
+    assert cell.scylla.credentials is None
+    assert cell.jwt.algorithms == ("HS256",)
+    assert cell.jwt.symmetric
     assert cell.jwt.secret.key == "jwt"
     assert cell.keyspace_policy == "Retain"
     assert cell.scylla.replication.as_cql_map() == {
@@ -61,7 +64,8 @@ def test_per_workload_image_overrides_the_cell_image() -> None:
     spec = with_("image", "reg/cellchat:2")
     spec["chat"] = {"image": "reg/cellchat:3-canary", "replicas": 5}
     cell = parse(spec, name="c1", namespace="ns")
-    assert cell.chat.image == "reg/cellchat:3-canary" and cell.chat.replicas == 5
+    assert cell.chat.image == "reg/cellchat:3-canary"
+    assert cell.chat.replicas == 5
     assert cell.presence.image == "reg/cellchat:2"
 
 
@@ -106,5 +110,5 @@ def test_invalid_specs_name_the_field(path: str, value: Any, message: str) -> No
 
 @pytest.mark.parametrize("name", ["1cell", "Cell", "a" * 51, "cell-"])
 def test_names_that_cannot_prefix_a_service_are_refused(name: str) -> None:
-    with pytest.raises(InvalidSpec, match="metadata.name"):
+    with pytest.raises(InvalidSpec, match=r"metadata\.name"):
         parse(MINIMAL, name=name, namespace="ns")
