@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from cellchat.events import catalog, published
-from cellchat.events.consumer import Consumer, Handler
+from cellchat.events.consumer import DEAD_LETTER_FIELDS, Consumer, Handler
 from cellchat.events.dedupe import InMemoryProcessedIds, ProcessedIds, RedisProcessedIds, seen_key
 from cellchat.events.envelope import CloudEvent, encode
 from cellchat.events.outbox import Check, InMemoryOutbox, Intent
@@ -396,6 +396,8 @@ async def test_bad_entries_are_dead_lettered_with_a_reason_and_consumption_goes_
     for letter, original in zip(letters, bad_entries, strict=True):
         assert {name.removeprefix("original."): value for name, value in letter.items()
                 if name.startswith("original.")} == original
+        assert [name for name in letter if not name.startswith("original.")] == list(
+            DEAD_LETTER_FIELDS)
         assert letter["stream"] == stream
         assert letter["group"] == "g"
         assert letter["consumer"] == "c1"

@@ -43,11 +43,17 @@ from cellchat.events.dedupe import ProcessedIds
 from cellchat.events.envelope import CloudEvent, MalformedEvent, decode
 from cellchat.events.streams import EVENT_FIELD, REDIS_ERRORS
 
-__all__ = ["Consumer", "ConsumerStatistics", "Handler"]
+__all__ = ["DEAD_LETTER_FIELDS", "DEAD_LETTER_REASONS", "Consumer", "ConsumerStatistics",
+           "Handler"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+
+# A dead letter's own fields; the original entry's fields follow as `original.<name>`.
+DEAD_LETTER_FIELDS = ("reason", "detail", "stream", "entry_id", "group", "consumer",
+                      "deliveries", "dead_at_ms", "event_id", "event_type")
+DEAD_LETTER_REASONS = ("malformed", "unknown_type", "invalid", "handler_failed")
 
 _DETAIL_CHARS = 1000
 _DEAD_LETTER_MAXLEN = 100_000
