@@ -116,8 +116,16 @@ def _cql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def ensure_keyspace(session: Any, keyspace: str, replication: dict[str, Any]) -> None:
-    """CREATE KEYSPACE IF NOT EXISTS with this replication map (an existing one is left as is)."""
+def ensure_keyspace(
+    session: Any, keyspace: str, replication: dict[str, Any], *, tablets: bool | None = None
+) -> None:
+    """CREATE KEYSPACE IF NOT EXISTS with this replication map (an existing one is left as is).
+
+    `tablets` is ScyllaDB's per-keyspace choice of data distribution. The chat needs
+    lightweight transactions, which ScyllaDB releases of 2025 do not support on tablets, so on
+    ScyllaDB (None: detected) the keyspace asks for vnodes; a ScyllaDB that does not know the
+    option, or enforces tablets, gets the plain statement. Cassandra never sees the option.
+    """
     _check_keyspace(keyspace)
     if not replication or "class" not in replication:
         raise ValueError("replication needs at least a 'class'")
@@ -126,10 +134,25 @@ def ensure_keyspace(session: Any, keyspace: str, replication: dict[str, Any]) ->
         if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, str | int):
             raise ValueError(f"replication entry {key!r}: {value!r} is not a string or integer")
         items.append(f"{_cql_string(key)}: {_cql_string(str(value))}")
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{', '.join(items)}}}"
-    )
+    create = f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{', '.join(items)}}}"
+    if tablets is None and _is_scylla(session):
+        tablets = False
+    if tablets is None:
+        session.execute(create)
+    else:
+        try:
+            session.execute(f"{create} AND tablets = {{'enabled': {str(tablets).lower()}}}")
+        except Exception as exc:  # the driver's InvalidRequest / ConfigurationException
+            if "tablets" not in str(exc).lower():
+                raise
+            log.warning("keyspace %s: tablets option refused (%s); creating without it",
+                        keyspace, exc)
+            session.execute(create)
     _wait_for_schema_agreement(session)
+
+
+def _is_scylla(session: Any) -> bool:
+    return _has_table(session, "system_schema", "scylla_tables")
 
 
 def _wait_for_schema_agreement(session: Any) -> None:

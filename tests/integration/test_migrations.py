@@ -95,6 +95,19 @@ def test_fresh_keyspace_gets_every_migration_once(session: Session, keyspace: st
     assert applied_versions(session, keyspace) == {m.version: m.checksum for m in shipped}
 
 
+def test_a_database_without_tablets_gets_the_plain_statement(session: Session) -> None:
+    # Cassandra is not ScyllaDB: nothing asks for tablets, and an explicit choice is dropped.
+    name = f"mig_{uuid.uuid4().hex[:12]}"
+    ensure_keyspace(session, name, SIMPLE, tablets=False)
+    try:
+        rows = session.execute(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (name,)
+        )
+        assert rows.one().replication["replication_factor"] == "1"
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+
+
 def test_applied_versions_of_an_untouched_keyspace(session: Session, keyspace: str) -> None:
     assert applied_versions(session, keyspace) == {}
 
