@@ -190,8 +190,8 @@ async def test_typing_lapses_once_across_instances(redis: Any, uid: str) -> None
         async with presence_instances(redis.url, "{typing:" + uid + "}", directory) as (one, two):
             await one.service.set_typing(alice, "deal", True)
             await trio.sleep(0.5)
+            refreshed = wall_clock_ms()  # no later than the refresh's own clock reading
             await two.service.set_typing(alice, "deal", True)  # a refresh through the other
-            refreshed = wall_clock_ms()
             assert [t.user_id for t in await one.service.get_typing(bob, "deal")] == [alice]
             await eventually(
                 lambda: any(isinstance(c, TypingStopped) for c in all_changes([one, two]))
