@@ -396,3 +396,19 @@ async def test_product_updates_reach_cards_already_sent(app: ChatApp, recorder: 
     updates = [e for e in recorder.events if isinstance(e, ProductCardsUpdated)]
     assert len(updates) == 1 and updates[0].conversation_ids == (cid,)
     assert set(updates[0].recipients) == {buyer, seller}
+
+
+async def test_presence_visibility_follows_conversations_and_blocks(app: ChatApp,
+                                                                    uid: str) -> None:
+    from cellchat.chat.app.directory import ChatDirectory
+
+    a, b, c = f"a-{uid}", f"b-{uid}", f"c-{uid}"
+    view, _ = await app.create_direct(a, b)
+    directory = ChatDirectory(app.store)
+    assert await app.store.conversation_ids_of(a) == {view.conversation.conversation_id}
+    assert await directory.sharing_a_conversation(a, [a, b, c]) == frozenset({a, b})
+    assert await directory.is_participant(b, view.conversation.conversation_id)
+    assert not await directory.is_participant(c, view.conversation.conversation_id)
+    assert not await directory.is_participant(c, "not-an-id")
+    await app.set_block(b, a, blocked=True, at_ms=1)
+    assert await directory.sharing_a_conversation(a, [b]) == frozenset()

@@ -153,6 +153,11 @@ class ChatStore(Protocol):
         how many conversations the user has."""
         ...
 
+    async def conversation_ids_of(self, user_id: str) -> set[str]:
+        """Every conversation the user currently takes part in (one partition read; used to
+        decide who may see whose presence)."""
+        ...
+
     # ------------------------------------------------------------ marketplace state
 
     async def upsert_product(self, product: ProductCard, version: int) -> bool:

@@ -252,6 +252,7 @@ _STATEMENTS: dict[str, str] = {
         "SELECT conversation_id, active, muted_until_ms, read_seq, delivered_seq"
         " FROM memberships WHERE user_id = ? AND conversation_id IN ?"
     ),
+    "memb_all": "SELECT conversation_id, active FROM memberships WHERE user_id = ?",
     "memb_add_period": (
         "UPDATE memberships SET inbox_periods = inbox_periods + ? WHERE user_id = ?"
     ),
@@ -1042,6 +1043,10 @@ class CqlStore:
             last_message=last_message,
             membership=self._membership(cid, user_id, member),
         )
+
+    async def conversation_ids_of(self, user_id: str) -> set[str]:
+        rows = await self._all_rows("memb_all", user_id)
+        return {row["conversation_id"] for row in rows if row["active"]}
 
     # ------------------------------------------------------------ marketplace state
 

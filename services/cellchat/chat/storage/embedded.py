@@ -419,6 +419,13 @@ class EmbeddedStore:
             next_cursor = f"{tail.last_activity_ms}:{tail.conversation.conversation_id}"
         return entries, next_cursor
 
+    async def conversation_ids_of(self, user_id: str) -> set[str]:
+        await trio.lowlevel.checkpoint()
+        rows = self._q(
+            "SELECT conversation_id FROM memberships WHERE user_id=? AND active=1", (user_id,)
+        )
+        return {r["conversation_id"] for r in rows}
+
     # ------------------------------------------------------------ marketplace state
 
     async def upsert_product(self, product: ProductCard, version: int) -> bool:
