@@ -46,7 +46,10 @@ Inbox. Every send appends one `inbox_activity` row per recipient (partition: use
 yields each conversation once, with a stateless cursor `(period, activity_ms, conversation_id)`
 and not a single tombstone. Memberships filter out conversations the user left. A page reads
 the log until it has found `limit + 1` current rows (so the last page says so), which costs
-the rows of the page plus the superseded rows between them.
+the rows of the page plus the superseded rows between them (read in growing chunks: a
+conversation with thousands of sends since a quieter one costs a handful of reads, not one per
+send). Nothing prunes superseded rows yet; the log has no TTL, because a conversation must stay
+in the inbox however long it has been quiet.
 
 Marketplace state. A product's current data is written `USING TIMESTAMP <version>` and a
 block `USING TIMESTAMP <decision ms>`, so replays and out-of-order deliveries converge on the
@@ -114,6 +117,7 @@ INBOX_PERIOD_MS = 30 * 24 * 3600 * 1000
 #: Concurrent queries one store call may have in flight.
 _FAN_OUT = 64
 _PERIODS_REMEMBERED = 50_000
+_INBOX_MAX_CHUNK = 4096
 
 _MESSAGE_COLUMNS = (
     "conversation_id, bucket, seq, message_id, sender_id, kind, body, attachment,"
@@ -990,6 +994,9 @@ class CqlStore:
                             break
                 if len(log_rows) < chunk:
                     break
+                # Superseded entries of a busy conversation can sit between current ones:
+                # read further ahead each time so a long run of them costs few round trips.
+                chunk = min(chunk * 2, _INBOX_MAX_CHUNK)
             if len(found) > limit:
                 break
 
