@@ -1178,6 +1178,10 @@ async def open_cql_store(
 
     The driver keeps reconnecting on its own while the database is away; the store holds no
     connection state of its own, so it works again as soon as the database is back.
+
+    `bucket_size` is part of the data layout: every replica of a cell must use the same value
+    for the life of its keyspace (the tests share one keyspace between sizes only because each
+    test writes its own conversations).
     """
     if bucket_size < 2:
         raise ValueError("bucket_size must be at least 2")

@@ -28,8 +28,8 @@ from cassandra import (
     ConsistencyLevel,
     DriverException,
     OperationTimedOut,
-    ReadTimeout,
     RequestExecutionException,
+    Timeout,
     Unavailable,
     WriteTimeout,
     WriteType,
@@ -64,7 +64,7 @@ def map_driver_errors() -> Iterator[None]:
         if exc.consistency in _SERIAL:
             raise Contention(f"not enough replicas for a conditional write: {exc}") from exc
         raise StoreUnavailable(f"not enough replicas: {exc}") from exc
-    except (OperationTimedOut, ReadTimeout) as exc:
+    except (OperationTimedOut, Timeout) as exc:
         raise StoreTimeout(f"the database did not answer in time: {exc}") from exc
     except (NoHostAvailable, ConnectionException, OSError) as exc:
         raise StoreUnavailable(f"the database cannot be reached: {exc}") from exc
