@@ -1,0 +1,1 @@
+"""cellchat benchmarks against peers measured in the same run (see bench/README.md)."""

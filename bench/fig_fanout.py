@@ -1,0 +1,254 @@
+"""Figure 1: fan-out of one conversation to 1,000 and 5,000 WebSocket subscribers.
+
+cellchat: one replica (`cellchat run`: embedded store, in-process broker; a second series with
+the Redis broker, as replicas run in production). One group conversation with N members, each
+connected once over /ws/chat (authenticated, `subscribe`d); its admin sends 150-byte text
+messages with `send` frames on its own connection. Delivered = a `message.created` frame read
+by a member's connection.
+
+Peer: a minimal server on the `websockets` library (bench/servers.py `ws-peer`): the same JWT
+check before the upgrade, compression off, and every received message broadcast() to every
+connection. The sender sends a frame of exactly the size cellchat delivered, so both servers
+write the same number of bytes per delivery.
+
+Method (the same for both): the load generator (this process, raw epoll client, see
+bench/wsclient.py) keeps at most `window` messages in flight (sent but not yet read by every
+subscriber), so neither server's queues overflow and the rate is what the server sustains.
+Each message carries its send time (monotonic clock, shared by all processes); latency is read
+time minus send time, over every delivery. Rate = deliveries / (last delivery - first send).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from bench import chatapi
+from bench.common import HOST, Row, summary_ms
+from bench.context import Context
+from bench.wsclient import OPEN, Conn, Pool
+
+MARK = re.compile(rb"bm(\d+)-(\d+)e")
+TEXT_BYTES = 150
+
+
+class FanoutRun:
+    """One measurement: N subscribers, one sender, a window of messages in flight."""
+
+    def __init__(self, pool: Pool, sender: Conn, subscribers: list[Conn],
+                 frame_for: Any) -> None:
+        self.pool = pool
+        self.sender = sender
+        self.subscribers = subscribers
+        self.frame_for = frame_for  # (index, sent_ns) -> bytes sent by the sender
+        self.delivered: dict[int, int] = {}
+        self.latencies_ns: list[int] = []
+        self.measure_from = 1 << 62  # message index from which latencies count
+        self.next_index = 0
+        self.completed = 0
+        self.deliveries = 0
+        self.frame_bytes = 0
+        self.last_delivery = 0.0
+        self.first_send = 0.0
+        self.stop_sending = False
+        self.window = 1
+
+    def on_text(self, conn: Conn, payload: bytes) -> None:
+        if conn is self.sender:
+            return
+        match = MARK.search(payload)
+        if match is None:
+            return
+        index = int(match.group(1))
+        now = time.monotonic_ns()
+        if not self.frame_bytes:
+            self.frame_bytes = len(payload)
+        if index >= self.measure_from:
+            self.latencies_ns.append(now - int(match.group(2)))
+            self.deliveries += 1
+            self.last_delivery = now / 1e9
+        count = self.delivered.get(index, 0) + 1
+        self.delivered[index] = count
+        if count >= self.expected():
+            del self.delivered[index]
+            self.completed += 1
+            self.top_up()
+
+    def expected(self) -> int:
+        return sum(1 for c in self.subscribers if c.state == OPEN)
+
+    def in_flight(self) -> int:
+        return self.next_index - self.completed
+
+    def top_up(self) -> None:
+        while not self.stop_sending and self.in_flight() < self.window:
+            now = time.monotonic_ns()
+            if not self.first_send and self.next_index >= self.measure_from:
+                self.first_send = now / 1e9
+            self.sender.send_text(self.frame_for(self.next_index, now))
+            self.next_index += 1
+
+    def run(self, *, window: int, warmup_messages: int, seconds: float,
+            drain_timeout: float) -> dict[str, Any]:
+        self.window = window
+        self.pool.on_text = self.on_text
+        # Warm-up: a few messages through every subscriber, not measured.
+        self.measure_from = 1 << 62
+        self.top_up()
+        if not self.pool.run_until(lambda: self.completed >= warmup_messages,
+                                   drain_timeout):
+            raise RuntimeError(f"warm-up stalled: {self.completed}/{warmup_messages} messages "
+                               f"reached all subscribers; closes {self.pool.closed_by_server}")
+        self.stop_sending = True
+        self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout)
+        # Measured: keep `window` messages in flight for `seconds`, then let them land.
+        self.measure_from = self.next_index
+        self.stop_sending = False
+        began = time.monotonic()
+        self.top_up()
+        last_progress, last_completed = time.monotonic(), self.completed
+        while time.monotonic() - began < seconds:
+            self.pool.poll(0.05)
+            if self.completed != last_completed:
+                last_progress, last_completed = time.monotonic(), self.completed
+            elif time.monotonic() - last_progress > drain_timeout:
+                raise RuntimeError(f"fan-out stalled; closes {self.pool.closed_by_server}")
+        self.stop_sending = True
+        drained = self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout)
+        elapsed = max(1e-9, self.last_delivery - self.first_send)
+        measured = self.next_index - self.measure_from
+        return {
+            "subscribers": len(self.subscribers),
+            "open_at_end": self.expected(),
+            "messages": measured,
+            "deliveries": self.deliveries,
+            "rate": self.deliveries / elapsed,
+            "seconds": elapsed,
+            "latency": summary_ms([v / 1e9 for v in self.latencies_ns]),
+            "frame_bytes": self.frame_bytes,
+            "window": window,
+            "drained": drained,
+            "server_closes": dict(self.pool.closed_by_server),
+        }
+
+
+def _connect(port: int, users: list[str], timeout: float) -> tuple[Pool, list[Conn]]:
+    pool = Pool()
+    conns = pool.open_many(HOST, port, [chatapi.ws_path(u) for u in users], tags=users,
+                           timeout=timeout)
+    refused = [c for c in conns if c.state != OPEN]
+    if refused:
+        pool.close_all(linger=0.5)
+        statuses = sorted({c.status for c in refused})
+        raise RuntimeError(f"{len(refused)} of {len(users)} WebSocket handshakes failed "
+                           f"(HTTP {statuses})")
+    return pool, conns
+
+
+def _subscribe_all(pool: Pool, conns: list[Conn], timeout: float) -> None:
+    """cellchat: send `subscribe` on every connection and wait for every `subscribed`."""
+    waiting = {c.fd for c in conns}
+
+    def on_text(conn: Conn, payload: bytes) -> None:
+        if payload.startswith(b'{"type":"subscribed"'):
+            waiting.discard(conn.fd)
+
+    pool.on_text = on_text
+    frame = json.dumps({"type": "subscribe", "positions": {}}).encode()
+    for conn in conns:
+        conn.send_text(frame)
+    if not pool.run_until(lambda: not waiting, timeout):
+        raise RuntimeError(f"{len(waiting)} connections never got `subscribed`")
+
+
+def measure_cellchat(ctx: Context, port: int, ws_port: int, n: int,
+                     label: str) -> dict[str, Any]:
+    sizes = ctx.sizes
+    tag = uuid.uuid4().hex[:6]
+    admin = f"fan-{label}-{n}-admin-{tag}"
+    members = [f"fan-{label}-{n}-u{i}-{tag}" for i in range(n)]
+    began = time.monotonic()
+    cid = chatapi.create_group(port, admin, members, f"fan-out {n}")
+    created = time.monotonic() - began
+    pool, conns = _connect(ws_port, [*members, admin], ctx.timeout(300))
+    try:
+        connected = time.monotonic() - began - created
+        _subscribe_all(pool, conns, ctx.timeout(120))
+        sender, subscribers = conns[-1], conns[:-1]
+
+        def frame_for(index: int, sent_ns: int) -> bytes:
+            return json.dumps({
+                "type": "send", "conversation_id": cid, "client_message_id": f"m{index}",
+                "kind": "text", "text": chatapi.text_of(index, sent_ns, TEXT_BYTES),
+            }).encode()
+
+        run = FanoutRun(pool, sender, subscribers, frame_for)
+        result = run.run(window=sizes.fanout_window, warmup_messages=2 * sizes.fanout_window,
+                         seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        result.update(setup_create_s=created, setup_connect_s=connected)
+        return result
+    finally:
+        pool.close_all()
+
+
+def measure_peer(ctx: Context, ws_port: int, n: int, frame_bytes: int) -> dict[str, Any]:
+    sizes = ctx.sizes
+    tag = uuid.uuid4().hex[:6]
+    users = [f"fan-peer-{n}-u{i}-{tag}" for i in range(n)] + [f"fan-peer-{n}-sender-{tag}"]
+    pool, conns = _connect(ws_port, users, ctx.timeout(300))
+    try:
+        sender, subscribers = conns[-1], conns[:-1]
+
+        def frame_for(index: int, sent_ns: int) -> bytes:
+            return chatapi.text_of(index, sent_ns, frame_bytes).encode()
+
+        run = FanoutRun(pool, sender, subscribers, frame_for)
+        return run.run(window=sizes.fanout_window, warmup_messages=2 * sizes.fanout_window,
+                       seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+    finally:
+        pool.close_all()
+
+
+_CELLCHAT_ENV = {
+    # One sender writes every message of the figure: lift its per-connection rate limit (the
+    # default, 20 frames/s, is a per-human limit) and let the group hold every subscriber.
+    "WS_RATE_PER_S": "1000000", "WS_BURST": "100000", "MAX_GROUP_PARTICIPANTS": "100000",
+}
+
+
+def run(ctx: Context) -> list[Row]:
+    sizes = ctx.sizes
+    results: dict[str, dict[int, dict[str, Any]]] = {"cellchat": {}, "cellchat-redis": {},
+                                                    "peer": {}}
+    for label, redis in (("cellchat", False), ("cellchat-redis", True)):
+        with ctx.cellchat(f"{label}-fanout", redis=redis, extra=_CELLCHAT_ENV) as server:
+            for n in sizes.fanout_subscribers:
+                r = measure_cellchat(ctx, server.info["grpc"], server.info["ws"], n, label)
+                results[label][n] = r
+                ctx.note(f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
+                         f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, "
+                         f"closes {r['server_closes']}")
+    with ctx.server("ws-peer-fanout", "ws-peer") as peer:
+        for n in sizes.fanout_subscribers:
+            frame_bytes = results["cellchat"][n]["frame_bytes"] or 500
+            r = measure_peer(ctx, peer.info["ws"], n, frame_bytes)
+            results["peer"][n] = r
+            ctx.note(f"websockets peer {n} subscribers: {r['rate']:,.0f} deliveries/s, "
+                     f"p99 {r['latency']['p99_ms']:.0f} ms")
+
+    rows: list[Row] = []
+    for n in sizes.fanout_subscribers:
+        c, cr, p = results["cellchat"][n], results["cellchat-redis"][n], results["peer"][n]
+        rows.append(Row(f"fanout_{n}", f"1 fan-out {n:,} subs, deliveries/s", "/s",
+                        c["rate"], p["rate"], "websockets", ">= 1.0x", "higher", 1.0,
+                        details={"cellchat": c, "peer": p}))
+        rows.append(Row(f"fanout_{n}_p99", f"1 fan-out {n:,} subs, p99", "ms",
+                        c["latency"]["p99_ms"], p["latency"]["p99_ms"], "websockets", "(info)",
+                        "lower", None))
+        rows.append(Row(f"fanout_{n}_redis", f"1 fan-out {n:,} subs via Redis, deliveries/s",
+                        "/s", cr["rate"], p["rate"], "websockets", ">= 1.0x", "higher", 1.0,
+                        details={"cellchat": cr}))
+    return rows
