@@ -146,3 +146,9 @@ def test_time_is_written_in_utc_with_milliseconds() -> None:
         2025, 3, 1, 10, 0, 0, 987_000, tzinfo=UTC)
     assert parse_time("2025-03-01 12:00:00-02:00") == datetime.datetime(
         2025, 3, 1, 14, 0, tzinfo=UTC)
+
+
+def test_integer_extensions_stay_in_the_32_bit_range() -> None:
+    decode(_document(comexample=2**31 - 1))
+    with pytest.raises(MalformedEvent, match="32-bit"):
+        decode(_document(comexample=2**31))

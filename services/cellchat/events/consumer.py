@@ -19,10 +19,11 @@ Rules:
   `stream`, `entry_id`, `group`, `consumer`, `deliveries`, `dead_at_ms`, `event_id` and
   `event_type` ("" when unknown), and a copy of every original field `f` as `original.f`.
   Dead-lettering is itself at least once: a crash between the XADD and the XACK repeats it.
-- Redis failures (outage, restart) never end the consumer: it backs off and retries; if the
-  group vanished (a Redis restart without persistence), it creates it again from the start of
-  the stream. At start-up the group is created (with MKSTREAM) at `start_id`: "$" (only events
-  added from now on) by default.
+- Failures of Redis (outage, restart) or of the `ProcessedIds` adapter never end the consumer:
+  it backs off exponentially and retries, the entry staying pending. If the group vanished (a
+  Redis restart without persistence), it creates it again from the start of the stream. At
+  start-up the group is created (with MKSTREAM) at `start_id`: "$" (only events added from now
+  on) by default.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ConsumerStatistics:
     dead_lettered: int  # moved to the dead-letter stream, then acknowledged
     retries: int  # handler failures left pending for redelivery
     claimed: int  # entries taken over from idle consumers (crashed, or failed handlers)
-    redis_failures: int  # loop iterations that failed on Redis, each followed by a backoff
+    failures: int  # iterations that failed (Redis, ProcessedIds), each then backed off
 
 
 @attrs.frozen
@@ -168,15 +169,16 @@ class Consumer:
         while True:
             try:
                 await self.consume_once()
-            except REDIS_ERRORS as exc:
-                self._stats["redis_failures"] += 1
+            except Exception as exc:  # Redis, or the ProcessedIds adapter: never fatal
+                self._stats["failures"] += 1
                 if _is_missing_group(exc):
                     # Redis lost the group (restart without persistence): whatever the
                     # stream holds now was added since, so read it all.
                     self._group_ready = False
                     self._start_id = "0"
                 log.warning("consuming %s failed (%s); retrying in %.1fs", self.stream,
-                            type(exc).__name__, backoff)
+                            type(exc).__name__, backoff, exc_info=not isinstance(
+                                exc, REDIS_ERRORS))
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max_s)
                 continue

@@ -34,6 +34,7 @@ __all__ = [
     "decode",
     "encode",
     "format_time",
+    "from_mapping",
     "parse_time",
 ]
 
@@ -187,6 +188,8 @@ def _check_extension(name: str, value: Any, error: type[ValueError]) -> None:
         raise error(f"attribute name {name[:40]!r} is not 1-20 lower-case letters or digits")
     if not isinstance(value, str | int | bool):  # bool is an int; both are allowed
         raise error(f"extension {name} must be a string, integer or boolean")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+        raise error(f"extension {name} is outside the 32-bit range of CloudEvents integers")
 
 
 def _is_json_media_type(content_type: str) -> bool:

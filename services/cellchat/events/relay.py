@@ -10,6 +10,8 @@ Rules:
 - Order: events go out in the order they were recorded, except that an event waiting for its
   change holds back the later events with the same `subject` (a conversation, a user): a
   conversation's MessageSent events reach the stream in seq order unless one was dropped.
+  Waiting intents keep their place in the `batch` oldest ones a pass looks at, so more than
+  `batch` of them stall the relay until the grace period drops them or their changes land.
 - A failing collaborator (outbox, publisher) never ends the relay: it logs, backs off
   exponentially (`backoff_initial_s` doubling up to `backoff_max_s`) and retries. A Redis outage
   therefore delays events and loses none; the outbox holds them meanwhile.
