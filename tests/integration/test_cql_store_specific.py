@@ -8,10 +8,11 @@ crosses or opens a partition.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pytest
@@ -57,6 +58,21 @@ B = 3  # bucket size: tiny on purpose
 T0 = 1_700_000_000_000
 
 Raw = Callable[..., Awaitable[list[dict[str, Any]]]]
+F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+
+
+def deadline(seconds: float) -> Callable[[F], F]:
+    """Fail the test if its body takes longer (fixture cancel scopes do not reach it)."""
+
+    def decorate(test: F) -> F:
+        @functools.wraps(test)
+        async def bounded(*args: Any, **kwargs: Any) -> None:
+            with trio.fail_after(seconds):
+                await test(*args, **kwargs)
+
+        return bounded  # type: ignore[return-value]
+
+    return decorate
 
 
 @pytest.fixture
@@ -64,8 +80,7 @@ async def store(cassandra: Any, cql_keyspace: str) -> AsyncIterator[CqlStore]:
     with trio.fail_after(60):
         async with open_cql_store([cassandra.host], cassandra.port, cql_keyspace,
                                   bucket_size=B) as opened:
-            with trio.fail_after(120):
-                yield opened
+            yield opened
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +176,7 @@ async def assert_history(store: CqlStore, cid: str, last: int) -> None:
         assert [m.seq for m in backward] == list(range(start - 1, max(0, start - 5), -1))
 
 
+@deadline(60)
 async def test_sends_of_every_size_land_whole_and_history_reads_across_edges(
     store: CqlStore, raw: Raw
 ) -> None:
@@ -174,6 +190,7 @@ async def test_sends_of_every_size_land_whole_and_history_reads_across_edges(
     await assert_history(store, cid, last)
 
 
+@deadline(60)
 async def test_a_send_that_fills_a_partition_exactly_then_opens_the_next(
     store: CqlStore, raw: Raw
 ) -> None:
@@ -185,6 +202,7 @@ async def test_a_send_that_fills_a_partition_exactly_then_opens_the_next(
     assert layout == {0: (2, [1, 2]), 1: (5, [3, 4, 5]), 2: (6, [6])}
 
 
+@deadline(60)
 async def test_a_wrong_expected_seq_never_opens_a_partition_past_a_gap(
     store: CqlStore, raw: Raw
 ) -> None:
@@ -197,6 +215,7 @@ async def test_a_wrong_expected_seq_never_opens_a_partition_past_a_gap(
     assert await store.get_last_seq(cid) == 1
 
 
+@deadline(60)
 async def test_a_stale_client_id_record_is_ignored(store: CqlStore) -> None:
     cid = await new_conversation(store, "alice", "bob")
     await send(store, cid, 2, "bob")
@@ -212,6 +231,7 @@ async def test_a_stale_client_id_record_is_ignored(store: CqlStore) -> None:
     assert await store.find_by_client_ids(cid, "bob", ["same-id"]) == {}
 
 
+@deadline(60)
 async def test_a_planted_record_pointing_at_another_message_is_ignored(
     store: CqlStore, raw: Raw
 ) -> None:
@@ -226,6 +246,7 @@ async def test_a_planted_record_pointing_at_another_message_is_ignored(
     assert found == {sent[0].client_message_id: sent[0]}
 
 
+@deadline(60)
 async def test_the_exact_last_seq_survives_a_lagging_or_missing_head(
     store: CqlStore, raw: Raw, monkeypatch: pytest.MonkeyPatch, uid: str
 ) -> None:
@@ -263,6 +284,7 @@ async def test_the_exact_last_seq_survives_a_lagging_or_missing_head(
     await assert_history(store, cid, 10)
 
 
+@deadline(60)
 async def test_replicas_racing_on_one_conversation_leave_dense_seqs(
     store: CqlStore, raw: Raw, cassandra: Any, cql_keyspace: str
 ) -> None:
@@ -299,6 +321,7 @@ async def test_replicas_racing_on_one_conversation_leave_dense_seqs(
     assert_layout(await partitions(raw, cid, upto=total // B + 3), total)
 
 
+@deadline(60)
 async def test_thread_records_of_lost_races_are_ignored_and_cleaned(
     store: CqlStore, raw: Raw
 ) -> None:
@@ -320,6 +343,7 @@ async def test_thread_records_of_lost_races_are_ignored_and_cleaned(
     assert sorted(r["seq"] for r in left) == [4, 9]  # the stale one is gone, pending stays
 
 
+@deadline(60)
 async def test_roots_in_overrun_partitions_and_in_the_same_send(store: CqlStore) -> None:
     cid = await new_conversation(store, "alice")
     await send(store, cid, 5)  # bucket 0 holds 1..5: 3..5 sit past its nominal end
@@ -334,6 +358,7 @@ async def test_roots_in_overrun_partitions_and_in_the_same_send(store: CqlStore)
     assert [m.seq for m in await store.get_thread(cid, 4, limit=5)] == [6, 8]
 
 
+@deadline(60)
 async def test_inbox_spans_periods_and_shows_each_conversation_once(store: CqlStore) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     old = T0
@@ -360,6 +385,7 @@ async def test_inbox_spans_periods_and_shows_each_conversation_once(store: CqlSt
     assert cursor == ""
 
 
+@deadline(60)
 async def test_cancelled_queries_leave_the_store_working(store: CqlStore) -> None:
     cid = await new_conversation(store, "alice")
     await send(store, cid, 3)
