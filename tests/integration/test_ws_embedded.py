@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -59,7 +59,8 @@ class WsClient:
                                               ping_interval=None, **kwargs))
         client = cls(ws, user)
         hello = await client.recv()
-        assert hello["type"] == "hello" and hello["protocol"] == 1
+        assert hello["type"] == "hello"
+        assert hello["protocol"] == 1
         return client
 
     async def send(self, **frame: Any) -> None:
@@ -69,13 +70,13 @@ class WsClient:
     async def send_raw(self, data: str | bytes) -> None:
         await off_thread(lambda: self.ws.send(data))
 
-    async def recv(self, timeout: float = 10) -> dict[str, Any]:
-        text = await off_thread(lambda: self.ws.recv(timeout=timeout))
+    async def recv(self, within: float = 10) -> dict[str, Any]:
+        text = await off_thread(lambda: self.ws.recv(timeout=within))
         frame: dict[str, Any] = json.loads(text)
         self.seen.append(frame)
         return frame
 
-    async def expect(self, type_: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
+    async def expect(self, type_: str, within: float = 10, **match: Any) -> dict[str, Any]:
         """The first frame of `type_` (matching `match`) not expected yet; frames passed over
         are kept for later `expect` calls."""
 
@@ -85,9 +86,9 @@ class WsClient:
         for index, frame in enumerate(self.skipped):
             if matches(frame):
                 return self.skipped.pop(index)
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
-                frame = await self.recv(timeout)
+                frame = await self.recv(within)
                 if matches(frame):
                     return frame
                 self.skipped.append(frame)
@@ -98,7 +99,7 @@ class WsClient:
         with trio.move_on_after(seconds + 1):
             while True:
                 try:
-                    got.append(await self.recv(timeout=seconds))
+                    got.append(await self.recv(within=seconds))
                 except TimeoutError:
                     break
         return got
@@ -119,12 +120,12 @@ class WsClient:
         ack = await self.expect("ack", ref=ref)
         return dict(ack["message"])
 
-    async def closed_with(self, timeout: float = 15) -> int:
+    async def closed_with(self, within: float = 15) -> int:
         """Read until the server closes; the close code."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 try:
-                    await off_thread(lambda: self.ws.recv(timeout=timeout))
+                    await off_thread(lambda: self.ws.recv(timeout=within))
                 except ConnectionClosed as exc:
                     return exc.rcvd.code if exc.rcvd is not None else 1006
 
@@ -175,9 +176,9 @@ def embedded_settings(**changes: Any) -> Settings:
 
 
 @pytest.fixture
-async def chat(nursery: trio.Nursery) -> AsyncIterator[ChatPorts]:
+async def chat(nursery: trio.Nursery) -> ChatPorts:
     ports: ChatPorts = await nursery.start(serve_chat, embedded_settings())
-    yield ports
+    return ports
 
 
 async def test_two_users_chat_with_receipts_and_typing(chat: ChatPorts) -> None:
@@ -190,7 +191,7 @@ async def test_two_users_chat_with_receipts_and_typing(chat: ChatPorts) -> None:
         cid = await b.open_direct(seller)
         await s.expect("conversation.created")
         sent = await b.say(cid, "Is the lamp still available?")
-        assert sent["seq"] == 1 and sent["sender_id"] == buyer
+        assert (sent["seq"], sent["sender_id"]) == (1, buyer)
         got = await s.expect("message.created")
         assert got["message"]["message_id"] == sent["message_id"]
         echo = await b.expect("message.created")  # the sender's own stream has it too
@@ -205,7 +206,8 @@ async def test_two_users_chat_with_receipts_and_typing(chat: ChatPorts) -> None:
         # typing reaches the other participant only
         await s.send(type="typing", conversation_id=cid, state="started")
         typing = await b.expect("typing.started")
-        assert typing["user_id"] == seller and typing["expires_in_ms"] > 0
+        assert typing["user_id"] == seller
+        assert typing["expires_in_ms"] > 0
         await s.send(type="typing", conversation_id=cid, state="stopped")
         await b.expect("typing.stopped", user_id=seller)
         assert not [f for f in await s.nothing(0.3) if f["type"].startswith("typing")]
@@ -224,7 +226,8 @@ async def test_two_users_chat_with_receipts_and_typing(chat: ChatPorts) -> None:
         await b.send(type="send", conversation_id=cid, client_message_id="again", kind="text",
                      text="one", ref="x2")
         second = await b.expect("ack", ref="x2")
-        assert second["duplicate"] and second["message"]["seq"] == first["message"]["seq"]
+        assert second["duplicate"]
+        assert second["message"]["seq"] == first["message"]["seq"]
         await b.close()
         await s.close()
 
@@ -404,7 +407,6 @@ async def test_a_flood_gets_an_error_then_close_4008(nursery: trio.Nursery) -> N
         await off_thread(lambda: [a.ws.send(text) for _ in range(40)])
         code = await a.closed_with()
         assert code == 4008
-        assert any(f.get("code") == "rate_limited" for f in a.seen) or True
         await calm.send(type="ping", ref="ok")
         await calm.expect("pong", ref="ok")
         await calm.close()
@@ -449,32 +451,31 @@ async def test_a_slow_consumer_is_closed_and_others_keep_receiving(
                 if frame["type"] == "message.created":
                     got.append(frame["message"]["seq"])
 
-        async def sender_reader() -> None:
-            acks = 0
-            while acks < 300:
-                if (await sender.recv())["type"] == "ack":
-                    acks += 1
+        codes: list[int] = []
 
-        async with trio.open_nursery() as n:
-            n.start_soon(fast_reader)
-            n.start_soon(sender_reader)
-            for i in range(300):
-                await sender.send(type="send", conversation_id=cid, client_message_id=f"c{i}",
-                                  kind="text", text=big)
-        assert got == list(range(1, 301))
-        with trio.fail_after(20):
+        async def drain_slow_once_closed() -> None:
+            # The close frame waits behind the data in the socket: once the server has given
+            # up on the slow client, read (within WS_CLOSE_TIMEOUT_S) to get to it.
             while True:
                 _, text = await http_get(ports.ops, "/metrics")
                 if metric(text, "cellchat_ws_slow_consumer_closes_total") >= 1:
                     break
-                await trio.sleep(0.1)
-        code = None
-        with trio.fail_after(30):
-            while code is None:
+                await trio.sleep(0.05)
+            while True:
                 try:
                     await off_thread(lambda: slow.recv(timeout=10))
                 except ConnectionClosed as exc:
-                    code = exc.rcvd.code if exc.rcvd is not None else 1006
+                    codes.append(exc.rcvd.code if exc.rcvd is not None else 1006)
+                    return
+
+        async with trio.open_nursery() as n:
+            n.start_soon(fast_reader)
+            n.start_soon(drain_slow_once_closed)
+            for i in range(300):  # one at a time: the sender is a well-behaved reader
+                await sender.say(cid, big, client_id=f"c{i}")
+                sender.skipped.clear()
+        assert got == list(range(1, 301))
+        code = codes[0]
         assert code == 4009
         await fast.close()
 
@@ -484,7 +485,8 @@ async def test_ops_endpoints(chat: ChatPorts) -> None:
     with trio.fail_after(30):
         assert await http_get(chat.ops, "/healthz") == (200, b"ok\n")
         status, body = await http_get(chat.ops, "/readyz")
-        assert status == 200 and json.loads(body)["ready"] is True
+        assert status == 200
+        assert json.loads(body)["ready"] is True
         a = await WsClient.open(chat.ws, alice)
         await a.send(type="ping")
         await a.expect("pong")
@@ -499,8 +501,6 @@ async def test_ops_endpoints(chat: ChatPorts) -> None:
 
 
 async def test_shutdown_tells_clients_to_reconnect(nursery: trio.Nursery) -> None:
-    with trio.CancelScope() as scope:
-        pass
     alice, = users("alice")
     with trio.fail_after(30):
         async with trio.open_nursery() as inner:
@@ -509,4 +509,3 @@ async def test_shutdown_tells_clients_to_reconnect(nursery: trio.Nursery) -> Non
             await a.subscribe()
             inner.cancel_scope.cancel()
         assert await a.closed_with() == 1001
-    assert not scope.cancelled_caught

@@ -10,7 +10,7 @@ def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert not bucket.take(0.4)
     assert bucket.take(0.5)  # 0.5 s * 2/s = one token
-    assert bucket.take(100.0) and bucket.take(100.0) and bucket.take(100.0)
+    assert [bucket.take(100.0) for _ in range(3)] == [True, True, True]
     assert not bucket.take(100.0)  # never more than the burst
 
 

@@ -75,7 +75,8 @@ def test_a_new_subscribe_replays_again_even_what_was_given() -> None:
     gate.live(msg("c", 2))
     gate.hold()
     gate.position("c", 0)
-    assert gate.admit_replayed(msg("c", 1)) and gate.admit_replayed(msg("c", 2))
+    assert gate.admit_replayed(msg("c", 1))
+    assert gate.admit_replayed(msg("c", 2))
     assert gate.release() == []
 
 
@@ -102,7 +103,8 @@ def test_window_memory_is_bounded_and_contiguous_runs_compact() -> None:
     fresh = SeqWindow(floor=10)
     for seq in range(11, 1000):
         assert fresh.add(seq)
-    assert fresh.floor == 999 and not fresh.above
+    assert fresh.floor == 999
+    assert not fresh.above
 
 
 def test_envelope_wire_round_trip() -> None:
