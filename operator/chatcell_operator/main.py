@@ -128,6 +128,7 @@ def _drops_keyspace(spec: kopf.Spec, **_: Any) -> bool:
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_drops_keyspace, timeout=DELETE_TIMEOUT_S)
 async def drop_keyspace(
     spec: kopf.Spec,
+    uid: str,
     name: str,
     namespace: str | None,
     retry: int,
@@ -141,9 +142,10 @@ async def drop_keyspace(
     except InvalidSpec as exc:
         raise kopf.PermanentError(f"cannot drop the keyspace: {exc}") from exc
     try:
-        endpoint = await endpoint_for(context.kube, cell)
-        session = await asyncio.to_thread(context.sessions.get, endpoint)
-        dropped = await asyncio.to_thread(keyspaces.drop, session, cell.keyspace)
+        async with context.locks(uid):  # not while a drift check re-creates it
+            endpoint = await endpoint_for(context.kube, cell)
+            session = await asyncio.to_thread(context.sessions.get, endpoint)
+            dropped = await asyncio.to_thread(keyspaces.drop, session, cell.keyspace)
     except keyspaces.DatabaseRejected as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except (keyspaces.KeyspaceError, KubeError) as exc:
