@@ -376,6 +376,11 @@ class CqlStore:
         self._periods_written: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._closed = False
 
+    @property
+    def trio_session(self) -> TrioSession:
+        """The Trio bridge to the cell's keyspace, for adapters that share the connection."""
+        return self._db
+
     # ------------------------------------------------------------ plumbing
 
     async def _rows(self, name: str, *params: Any) -> list[Row]:

@@ -31,6 +31,7 @@ from cellchat.chat.domain.model import (
     ProductCard,
     Role,
 )
+from cellchat.events.outbox import Intent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -68,6 +69,9 @@ CREATE TABLE IF NOT EXISTS product_cards (
 CREATE TABLE IF NOT EXISTS blocks (
   blocker_id TEXT NOT NULL, blocked_id TEXT NOT NULL, blocked INTEGER NOT NULL,
   at_ms INTEGER NOT NULL, PRIMARY KEY (blocker_id, blocked_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  event_id TEXT PRIMARY KEY, intent TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS client_ids (
   conversation_id TEXT NOT NULL, sender_id TEXT NOT NULL, client_message_id TEXT NOT NULL,
@@ -489,8 +493,39 @@ class EmbeddedStore:
         )
         return bool(rows)
 
+    def outbox(self) -> EmbeddedOutbox:
+        """The event outbox kept in the same database (`cellchat.events.Outbox`)."""
+        return EmbeddedOutbox(self._db)
+
     async def aclose(self) -> None:
         self._db.close()
+
+
+class EmbeddedOutbox:
+    """Intents in insertion order; an id recorded again keeps its first intent."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def record(self, intents: Sequence[Intent]) -> None:
+        await trio.lowlevel.checkpoint()
+        with _Transaction(self._db):
+            for intent in intents:
+                self._db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?)",
+                                 (intent.id, intent.to_json()))
+
+    async def pending(self, limit: int) -> list[Intent]:
+        await trio.lowlevel.checkpoint()
+        rows = self._db.execute(
+            "SELECT intent FROM outbox ORDER BY rowid LIMIT ?", (limit,)
+        ).fetchall()
+        return [Intent.from_json(row["intent"]) for row in rows]
+
+    async def done(self, ids: Sequence[str]) -> None:
+        await trio.lowlevel.checkpoint()
+        with _Transaction(self._db):
+            for intent_id in ids:
+                self._db.execute("DELETE FROM outbox WHERE event_id=?", (intent_id,))
 
 
 class _Transaction:

@@ -1,13 +1,15 @@
 """What every `Outbox` adapter must do, whatever it stores intents in.
 
-Parametrised over the adapters through the `outbox` fixture: the in-memory one here; a store
-adapter (SQLite, CQL) joins by adding a parameter that yields a fresh, empty outbox.
+Parametrised over the adapters through the `outbox` fixture: in-memory, the embedded store's
+(SQLite) and the CQL one (on the session's Cassandra node, under a fresh outbox name).
 """
 
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -19,10 +21,24 @@ from cellchat.events.outbox import Check, InMemoryOutbox, Intent, Outbox
 AT_MS = 1_740_000_000_000
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "embedded", "cql"])
 async def outbox(request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
     if request.param == "memory":
         yield InMemoryOutbox()
+    elif request.param == "embedded":
+        from cellchat.chat.storage.embedded import open_embedded_store
+
+        async with open_embedded_store() as store:
+            yield store.outbox()
+    else:
+        from cellchat.chat.storage.cql import open_cql_store
+        from cellchat.chat.storage.cql_outbox import CqlOutbox
+
+        node: Any = request.getfixturevalue("cassandra")
+        keyspace: str = request.getfixturevalue("cql_keyspace")
+        async with open_cql_store([node.host], node.port, keyspace) as store:
+            yield await CqlOutbox.open(store.trio_session, keyspace, f"test-{uuid.uuid4().hex}",
+                                       start_ms=0)
 
 
 def _intent(seq: int) -> Intent:
