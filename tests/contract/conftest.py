@@ -32,3 +32,20 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ChatStore]:
         [node.host], node.port, keyspace, bucket_size=CQL_BUCKET_SIZE
     ) as cql:
         yield cql
+
+
+@pytest.fixture
+async def store_outbox(store: ChatStore, request: pytest.FixtureRequest) -> Any:
+    """The event outbox that lives beside `store` (same database), under a fresh name."""
+    import uuid
+
+    from cellchat.chat.storage.cql import CqlStore
+    from cellchat.chat.storage.cql_outbox import CqlOutbox
+    from cellchat.chat.storage.embedded import EmbeddedStore
+
+    if isinstance(store, EmbeddedStore):
+        return store.outbox()
+    assert isinstance(store, CqlStore)
+    keyspace: str = request.getfixturevalue("cql_keyspace")
+    return await CqlOutbox.open(store.trio_session, keyspace, f"test-{uuid.uuid4().hex}",
+                                start_ms=0)

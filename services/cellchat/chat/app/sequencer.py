@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from cellchat.chat.app.announcements import Announcer
 from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.domain.errors import ChatError, Contention, StoreTimeout
 from cellchat.chat.domain.model import Draft, Message
@@ -71,8 +72,10 @@ class SendSequencer:
         max_batch: int = 32,
         max_attempts: int = 50,
         write_timeout_s: float = 10.0,
+        announcer: Announcer | None = None,
     ) -> None:
         self._store = store
+        self._announcer = announcer
         self._max_batch = max_batch
         self._max_attempts = max_attempts
         self._write_timeout_s = write_timeout_s
@@ -142,13 +145,21 @@ class SendSequencer:
             last_seq = await self._store.get_last_seq(conversation_id)
             messages = [item.draft.at(last_seq + i + 1) for i, item in enumerate(fresh)]
             recipients = sorted({r for item in fresh for r in item.recipients})
+            intents: list[str] = []
+            if self._announcer is not None:
+                intents = await self._announcer.messages(messages, recipients)
             if await self._store.append_messages(conversation_id, last_seq, messages, recipients):
+                if self._announcer is not None:
+                    self._announcer.wake()
                 self._batches += 1
                 for item, message in zip(fresh, messages, strict=True):
                     item.message = message
                 self._resolve_in_batch_duplicates(batch)
                 return
             self._conflicts += 1
+            if intents and self._announcer is not None:
+                # These seqs went to another writer: the intents can never come true.
+                await self._announcer.discard(intents)
             # Another replica won the race; back off a little, jittered, before re-reading.
             await trio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
         raise Contention("too many concurrent senders in this conversation; retry")

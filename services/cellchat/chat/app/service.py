@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from cellchat.chat.app.announcements import Announcer
 from cellchat.chat.app.ports import ChatStore, Clock, EventSink
 from cellchat.chat.app.sequencer import SendSequencer, Stored
 from cellchat.chat.domain import events, rules
@@ -106,12 +107,14 @@ class ChatApp:
         clock: Clock | None = None,
         limits: Limits | None = None,
         sequencer: SendSequencer | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
         self._events: EventSink = events_sink or NoEvents()
         self._clock: Clock = clock or SystemClock()
-        self.sequencer = sequencer or SendSequencer(store)
+        self._announcer = announcer
+        self.sequencer = sequencer or SendSequencer(store, announcer=announcer)
         # Conversation kinds never change, so a small cache saves a read per send.
         self._kinds: OrderedDict[str, ConversationKind] = OrderedDict()
 
@@ -196,8 +199,12 @@ class ChatApp:
             Participant(user_id, my_role, now),
             Participant(counterpart_id, counterpart_role, now),
         ]
+        if self._announcer is not None:
+            await self._announcer.conversation_created(conversation, participants)
         stored, created = await self.store.create_conversation(conversation, participants)
         view = await self._view(stored)
+        if self._announcer is not None:
+            self._announcer.wake()
         if created:
             await self._events.publish(events.ConversationCreated(stored, view.participants))
         return view, created
@@ -217,8 +224,12 @@ class ChatApp:
         participants = [Participant(user_id, Role.ADMIN, now)] + [
             Participant(member, Role.MEMBER, now) for member in members
         ]
+        if self._announcer is not None:
+            await self._announcer.conversation_created(conversation, participants)
         stored, _ = await self.store.create_conversation(conversation, participants)
         view = await self._view(stored)
+        if self._announcer is not None:
+            self._announcer.wake()
         await self._events.publish(events.ConversationCreated(stored, view.participants))
         return view
 
@@ -457,9 +468,14 @@ class ChatApp:
         last_seq = await self.store.get_last_seq(conversation_id)
         target = last_seq if up_to_seq == 0 else min(up_to_seq, last_seq)
         if read:
+            if self._announcer is not None and target > 0:
+                await self._announcer.message_read(conversation_id, user_id, target,
+                                                   self._clock.now_ms())
             membership = await self.store.advance_horizons(
                 conversation_id, user_id, read_seq=target
             )
+            if self._announcer is not None:
+                self._announcer.wake()
         else:
             membership = await self.store.advance_horizons(
                 conversation_id, user_id, delivered_seq=target

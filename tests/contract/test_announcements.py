@@ -1,0 +1,84 @@
+"""Events are recorded before their change and confirmed by the change: on every store."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import trio
+
+from cellchat.chat.app.announcements import Announcer, ChatChanges
+from cellchat.chat.app.ports import ChatStore
+from cellchat.chat.app.service import ChatApp, NewMessage
+from cellchat.chat.domain.model import Message, MessageKind
+from cellchat.events import catalog
+from cellchat.events.catalog import SchemaRegistry
+from cellchat.events.outbox import Intent
+
+
+async def pending_by_type(outbox: Any) -> dict[str, list[Intent]]:
+    found: dict[str, list[Intent]] = {}
+    for intent in await outbox.pending(1000):
+        found.setdefault(intent.event.type, []).append(intent)
+    return found
+
+
+async def test_use_cases_record_checkable_valid_events(store: ChatStore, store_outbox: Any,
+                                                        uid: str) -> None:
+    woken: list[int] = []
+    announcer = Announcer(store_outbox, "eu-1", wake=lambda: woken.append(1))
+    app = ChatApp(store, announcer=announcer)
+    checker = ChatChanges(store)
+    with trio.fail_after(60):
+        view, _ = await app.create_direct(f"b-{uid}", f"s-{uid}")
+        cid = view.conversation.conversation_id
+        for n in range(3):
+            await app.send_message(f"b-{uid}", NewMessage(cid, f"c{n}", MessageKind.TEXT, "hi"))
+        await app.mark_read(f"s-{uid}", cid, 2)
+        found = await pending_by_type(store_outbox)
+        assert {t: len(v) for t, v in found.items()} == {
+            catalog.CONVERSATION_CREATED: 1, catalog.MESSAGE_SENT: 3, catalog.MESSAGE_READ: 1}
+        registry = SchemaRegistry()
+        for intents in found.values():
+            for intent in intents:
+                registry.validate(intent.event)
+                assert await checker.exists(intent) is True
+                assert intent.event.source == "cellchat/eu-1"
+        sent = sorted(found[catalog.MESSAGE_SENT], key=lambda i: i.event.data["seq"])
+        assert [i.event.data["seq"] for i in sent] == [1, 2, 3]
+        assert "text" not in sent[0].event.data  # no message bodies in events
+        assert woken
+
+
+async def test_a_lost_race_discards_its_intents(store: ChatStore, store_outbox: Any,
+                                                uid: str) -> None:
+    announcer = Announcer(store_outbox, "eu-1")
+    app = ChatApp(store, announcer=announcer)
+    checker = ChatChanges(store)
+    with trio.fail_after(60):
+        view, _ = await app.create_direct(f"b-{uid}", f"s-{uid}")
+        cid = view.conversation.conversation_id
+        # another replica takes seq 1 behind this one's back
+        other = Message(cid, 1, str(uuid.uuid4()), f"s-{uid}", MessageKind.TEXT, "first",
+                        None, "elsewhere", 1)
+        real_last_seq = store.get_last_seq
+        calls = 0
+
+        async def stale_last_seq(conversation_id: str) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                assert await store.append_messages(cid, 0, [other], [f"b-{uid}", f"s-{uid}"])
+                return 0
+            return await real_last_seq(conversation_id)
+
+        store.get_last_seq = stale_last_seq  # type: ignore[method-assign]
+        try:
+            stored = await app.send_message(f"b-{uid}",
+                                            NewMessage(cid, "mine", MessageKind.TEXT, "hi"))
+        finally:
+            del store.get_last_seq  # type: ignore[attr-defined]
+        assert stored.message.seq == 2
+        sent = (await pending_by_type(store_outbox))[catalog.MESSAGE_SENT]
+        assert [i.event.data["seq"] for i in sent] == [2]
+        assert await checker.exists(sent[0]) is True
