@@ -38,6 +38,7 @@ class Settings:
     migrate_on_start: bool = True
     embedded_db: str = ":memory:"
     redis_url: str = ""
+    marketplace_stream: str = "marketplace.events"
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     ws_port: int = 8080
@@ -168,6 +169,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
         embedded_db=env.get("EMBEDDED_DB", ":memory:"),
         redis_url=env.get("REDIS_URL", "") or _secret(env, "REDIS_URL"),
+        marketplace_stream=env.get("MARKETPLACE_STREAM", "marketplace.events"),
         host=env.get("BIND_HOST", "127.0.0.1"),
         grpc_port=_int(env, "GRPC_PORT", 50051, 0, 65535),
         ws_port=_int(env, "WS_PORT", 8080, 0, 65535),

@@ -6,6 +6,8 @@
               └─ nursery
                   ├─ gRPC server (ChatService + health + reflection)  → ChatPorts.grpc
                   ├─ WebSocket /ws/chat                               → ChatPorts.ws
+                  ├─ event relay (outbox → Redis stream) and marketplace consumer
+                  │   (only with REDIS_URL; see event_plumbing.py)
                   └─ ops HTTP: /metrics /healthz /readyz              → ChatPorts.ops
 
 `task_status.started(ChatPorts)` is reported once every listener is bound, so tests and the
@@ -25,9 +27,11 @@ import attrs
 import trio
 
 from cellchat.auth import TokenVerifier
+from cellchat.chat.app.announcements import Announcer
 from cellchat.chat.app.ports import ChatStore, EventSink
 from cellchat.chat.app.service import ChatApp
 from cellchat.chat.domain.content import Limits
+from cellchat.chat.event_plumbing import open_event_plumbing
 from cellchat.chat.realtime.broker import open_broker
 from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.hub import Hub
@@ -76,12 +80,13 @@ async def open_store(settings: Settings) -> AsyncIterator[ChatStore]:
         yield cql
 
 
-def build_app(settings: Settings, store: ChatStore, events: EventSink | None = None) -> ChatApp:
+def build_app(settings: Settings, store: ChatStore, events: EventSink | None = None,
+              announcer: Announcer | None = None) -> ChatApp:
     limits = Limits(
         edit_window_ms=settings.edit_window_s * 1000,
         max_group_participants=settings.max_group_participants,
     )
-    return ChatApp(store, limits=limits, events_sink=events)
+    return ChatApp(store, limits=limits, events_sink=events, announcer=announcer)
 
 
 def socket_config(settings: Settings) -> SocketConfig:
@@ -108,11 +113,15 @@ async def serve_chat(
                     "for production (set JWT_SECRET or JWT_PUBLIC_KEY)")
     metrics = Metrics()
     hub = Hub(settings.cell_id, metrics)
-    async with open_store(settings) as raw_store, open_broker(settings.redis_url, hub) as broker:
+    async with (
+        open_store(settings) as raw_store,
+        open_broker(settings.redis_url, hub) as broker,
+        open_event_plumbing(settings, raw_store) as marketplace,
+    ):
         store: ChatStore = InstrumentedStore(raw_store, metrics)
         hub.broker = broker
         events = RealtimeEvents(hub, broker, metrics)
-        app = build_app(settings, store, events)
+        app = build_app(settings, store, events, marketplace.announcer)
         sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings))
 
         async def store_ready() -> bool:
@@ -145,6 +154,7 @@ async def serve_chat(
                     task_status=task_status,
                 )
             )
+            await marketplace.start(nursery, app)
             ops_port: int = await nursery.start(
                 serve_ops, settings.host, settings.ops_port, metrics, checks)
             log.info("chat listening: gRPC %s:%d, WebSocket %d, ops %d", settings.host,
