@@ -1,7 +1,8 @@
 """The `cellchat` command: run the services, apply migrations, mint development tokens.
 
     cellchat run                 chat service (embedded store and broker unless configured)
-    cellchat presence            presence service
+    cellchat presence            presence service, beside replicas with PRESENCE_ADDR (needs
+                                 SCYLLA_HOSTS and REDIS_URL; `run` embeds it otherwise)
     cellchat migrate             create the cell's keyspace and apply cql/ migrations
     cellchat token --user alice  a development JWT for trying the API out
     cellchat chat --user alice --with bob
@@ -60,11 +61,16 @@ def _cmd_presence(args: argparse.Namespace) -> int:
     import trio
 
     from cellchat.logs import configure_logging
-    from cellchat.presence.server import serve_presence
+    from cellchat.presence.process import check_settings, serve_presence_process
 
     settings = _settings()
+    try:
+        check_settings(settings)
+    except SettingsError as exc:
+        print(f"cellchat presence: {exc}", file=sys.stderr)
+        return 2
     configure_logging("presence-service")
-    trio.run(_serve_until_signalled, serve_presence, settings)
+    trio.run(_serve_until_signalled, serve_presence_process, settings)
     return 0
 
 

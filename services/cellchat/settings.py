@@ -4,6 +4,12 @@ Names follow the seed (`SERVICE_NAME`, `CELL_ID`, `SCYLLA_HOSTS`); docs/operatio
 them all. With no `SCYLLA_HOSTS` the chat service runs on the embedded store, and with no
 `REDIS_URL` on the in-process broker: one command gives a working chat. Production settings
 (a database) demand a real JWT key instead of the development default.
+
+Presence timing (`PRESENCE_*_MS`) is one `PresenceConfig` (cellchat/presence/config.py), read
+here into `Settings.presence` so that the chat replicas and the presence service agree on it:
+the typing TTL a replica announces to its clients is the one presence expires indicators with.
+`PRESENCE_ADDR` (host:port) makes the chat replicas report to a separate `cellchat presence`
+process; empty, `cellchat run` embeds the presence service.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from cellchat.auth import JwtSettings
+
+if TYPE_CHECKING:
+    from cellchat.presence.config import PresenceConfig
 
 DEV_JWT_SECRET = "cellchat-development-secret-do-not-use-in-production"
 _CELL_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -23,6 +33,13 @@ _CELL_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+def _default_presence() -> PresenceConfig:
+    # Imported here: cellchat.presence.config imports SettingsError from this module.
+    from cellchat.presence.config import PresenceConfig
+
+    return PresenceConfig()
 
 
 @attrs.frozen
@@ -56,7 +73,7 @@ class Settings:
     ws_replay_max: int = 1000
     ws_close_timeout_s: float = 5.0
     ws_flood_strikes: int = 10
-    typing_ttl_s: float = 6.0
+    presence: PresenceConfig = attrs.field(factory=_default_presence)
     grace_s: float = 10.0
     edit_window_s: int = 900
     max_group_participants: int = 100
@@ -68,6 +85,27 @@ class Settings:
     @property
     def uses_embedded_store(self) -> bool:
         return not self.scylla_hosts
+
+    @property
+    def typing_ttl_s(self) -> float:
+        """`expires_in_ms` of typing frames: presence's typing TTL (PRESENCE_TYPING_TTL_MS)."""
+        return self.presence.typing_ttl_ms / 1000
+
+    @property
+    def presence_target(self) -> tuple[str, int] | None:
+        """(host, port) of the separate presence service, or None: presence is embedded."""
+        if not self.presence_addr:
+            return None
+        return parse_address("PRESENCE_ADDR", self.presence_addr)
+
+
+def parse_address(name: str, value: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6 literals) or a SettingsError naming `name`."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise SettingsError(f"{name} must be host:port, got {value!r}")
+    return host, int(port)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 0,
@@ -144,6 +182,27 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
                 "(the development secret is only for the embedded default)"
             )
         verify_key = DEV_JWT_SECRET
+    if env.get("TYPING_TTL_S"):
+        raise SettingsError("TYPING_TTL_S was replaced by PRESENCE_TYPING_TTL_MS (milliseconds), "
+                            "which the chat replicas and the presence service share")
+    from cellchat.presence.config import from_env as presence_from_env
+
+    presence = presence_from_env(env)
+    presence_addr = env.get("PRESENCE_ADDR", "")
+    if presence_addr:
+        parse_address("PRESENCE_ADDR", presence_addr)
+        if not hosts or not (env.get("REDIS_URL") or _secret(env, "REDIS_URL")):
+            raise SettingsError(
+                "PRESENCE_ADDR needs SCYLLA_HOSTS and REDIS_URL: the presence service reads "
+                "conversations from the shared chat store and reaches this replica's clients "
+                "through Redis (leave PRESENCE_ADDR empty to embed presence)"
+            )
+        if not any(a.startswith("HS") for a in algorithms) and not _secret(
+                env, "JWT_SIGNING_KEY"):
+            raise SettingsError(
+                "PRESENCE_ADDR with public-key JWT_ALGORITHMS needs JWT_SIGNING_KEY (or "
+                "JWT_SIGNING_KEY_FILE): the replica signs its own service token for presence"
+            )
     try:
         jwt_settings = JwtSettings(
             algorithms=algorithms,
@@ -175,7 +234,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ws_port=_int(env, "WS_PORT", 8080, 0, 65535),
         ops_port=_int(env, "OPS_PORT", 9090, 0, 65535),
         presence_port=_int(env, "PRESENCE_PORT", 50061, 0, 65535),
-        presence_addr=env.get("PRESENCE_ADDR", ""),
+        presence_addr=presence_addr,
         jwt=jwt_settings,
         dev_jwt=dev_jwt,
         ws_allowed_origins=_list(env, "WS_ALLOWED_ORIGINS"),
@@ -187,7 +246,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ws_replay_max=_int(env, "WS_REPLAY_MAX", 1000, 0, 1_000_000),
         ws_close_timeout_s=_float(env, "WS_CLOSE_TIMEOUT_S", 5.0),
         ws_flood_strikes=_int(env, "WS_FLOOD_STRIKES", 10, 1, 1_000_000),
-        typing_ttl_s=_float(env, "TYPING_TTL_S", 6.0),
+        presence=presence,
         grace_s=_float(env, "SHUTDOWN_GRACE_S", 10.0),
         edit_window_s=_int(env, "EDIT_WINDOW_S", 900, 0, 10**9),
         max_group_participants=_int(env, "MAX_GROUP_PARTICIPANTS", 100, 2, 100_000),

@@ -6,6 +6,8 @@
               └─ nursery
                   ├─ gRPC server (ChatService + health + reflection)  → ChatPorts.grpc
                   ├─ WebSocket /ws/chat                               → ChatPorts.ws
+                  │   └─ presence link: the embedded presence service (its user API on the
+                  │      gRPC port), or PresenceClient with PRESENCE_ADDR (presence_link.py)
                   ├─ event relay (outbox → Redis stream) and marketplace consumer
                   │   (only with REDIS_URL; see event_plumbing.py)
                   └─ ops HTTP: /metrics /healthz /readyz              → ChatPorts.ops
@@ -35,6 +37,7 @@ from cellchat.chat.event_plumbing import open_event_plumbing
 from cellchat.chat.realtime.broker import open_broker
 from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.hub import Hub
+from cellchat.chat.realtime.presence_link import open_chat_presence
 from cellchat.chat.realtime.websocket import ChatSocketServer, SocketConfig, serve_chat_socket
 from cellchat.chat.transport.grpc_api import CHAT_ERRORS, ChatServicer
 from cellchat.grpcutil.health import HealthServicer, ServingStatus
@@ -116,13 +119,16 @@ async def serve_chat(
     async with (
         open_store(settings) as raw_store,
         open_broker(settings.redis_url, hub) as broker,
+        open_chat_presence(settings, InstrumentedStore(raw_store, metrics), broker, hub,
+                           metrics) as presence,
         open_event_plumbing(settings, raw_store) as marketplace,
     ):
         store: ChatStore = InstrumentedStore(raw_store, metrics)
         hub.broker = broker
         events = RealtimeEvents(hub, broker, metrics)
         app = build_app(settings, store, events, marketplace.announcer)
-        sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings))
+        sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings),
+                                   presence.hook)
 
         async def store_ready() -> bool:
             await raw_store.get_last_seq("00000000-0000-0000-0000-000000000000")
@@ -136,11 +142,12 @@ async def serve_chat(
                   "accepting": lambda: sockets.accepting}
         health = HealthServicer()
         health.set(CHAT_SERVICE, ServingStatus.SERVING)
+        presence.set_health(health)
         async with trio.open_nursery() as nursery:
             grpc_port: int = await nursery.start(
                 functools.partial(
                     serve_grpc,
-                    [ChatServicer(app, verifier)],
+                    [ChatServicer(app, verifier), *presence.servicers(verifier)],
                     host=settings.host,
                     port=settings.grpc_port,
                     errors=CHAT_ERRORS,

@@ -88,6 +88,10 @@ class TypingStopped:
     conversation_id: str
     user_id: str
     at_ms: int
+    #: True when the indicator lapsed (no refresh within the typing TTL), False when the user
+    #: stopped it. Real-time fan-out pushes only lapsed stops: the chat replica already fanned
+    #: out the explicit stop it received. Not part of equality (same transition either way).
+    lapsed: bool = attrs.field(default=False, eq=False)
 
 
 Change: TypeAlias = UserOnline | UserOffline | TypingStarted | TypingStopped

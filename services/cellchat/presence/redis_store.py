@@ -182,7 +182,7 @@ for _, m in ipairs(due) do
   local c, u = split(m)
   redis.call('ZREM', TYPING_DUE, m)
   redis.call('ZREM', typing_key(c), u)
-  out[#out + 1] = {'stopped', u, c, 0}
+  out[#out + 1] = {'stopped', u, c, 1}
 end
 return {#lapsed / 2, #due, out}
 """
@@ -322,7 +322,8 @@ def _decode_changes(raw: Sequence[Sequence[Any]], now_ms: int) -> list[Change]:
         elif kind == "typing":
             changes.append(TypingStarted(conversation_id, user_id, value, now_ms))
         elif kind == "stopped":
-            changes.append(TypingStopped(conversation_id, user_id, now_ms))
+            # value 1: lapsed (the sweeper), 0: stopped by the user
+            changes.append(TypingStopped(conversation_id, user_id, now_ms, lapsed=value == 1))
         else:
             changes.append(UserOnline(user_id, _STATUS_NAMES[kind], now_ms))
     return changes

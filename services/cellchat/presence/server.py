@@ -30,7 +30,6 @@ import trio
 from cellchat.auth import TokenVerifier
 from cellchat.grpcutil.health import HealthServicer, ServingStatus
 from cellchat.grpcutil.server import serve_grpc
-from cellchat.presence import config as presence_config
 from cellchat.presence.config import PresenceConfig
 from cellchat.presence.memory import ChangeFeed, InMemoryPresenceStore, NoSharedConversations
 from cellchat.presence.ports import ChangeSink, ConversationDirectory, PresenceStore
@@ -77,7 +76,7 @@ async def open_presence_service(
     clock: Callable[[], int] = wall_clock_ms,
 ) -> AsyncIterator[PresenceService]:
     """A running PresenceService (store open, sweeper running) for the block's duration."""
-    config = config if config is not None else presence_config.from_env()
+    config = config if config is not None else settings.presence
     if directory is None:
         log.warning("presence has no conversation directory: nobody sees anybody's presence")
         directory = NoSharedConversations()

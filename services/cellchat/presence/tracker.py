@@ -162,7 +162,7 @@ class PresenceTracker:
             entries = self._typing.get(conversation_id)
             if entries is not None and entries.get(user_id) == deadline:
                 self._drop_typing(conversation_id, user_id)
-                out.append(TypingStopped(conversation_id, user_id, now_ms))
+                out.append(TypingStopped(conversation_id, user_id, now_ms, lapsed=True))
         return out
 
     def next_deadline(self) -> int | None:

@@ -83,8 +83,9 @@ class RealtimeEvents:
         await self._send("typing", Envelope.now(text, conversation_id), others)
 
     async def publish_presence(self, user_id: str, recipients: Iterable[str], *, online: bool,
-                               last_seen_ms: int) -> None:
-        text = frames.encode_presence(user_id, online=online, last_seen_ms=last_seen_ms)
+                               last_seen_ms: int, status: str | None = None) -> None:
+        text = frames.encode_presence(user_id, online=online, last_seen_ms=last_seen_ms,
+                                      status=status)
         await self._send("presence", Envelope.now(text), [u for u in recipients if u != user_id])
 
     async def _send(self, kind: str, envelope: Envelope, recipients: Iterable[str]) -> None:

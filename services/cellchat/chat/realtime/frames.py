@@ -35,9 +35,9 @@ from cellchat.chat.domain.model import (
     Role,
 )
 from cellchat.chat.realtime import schemas
-from cellchat.chat.realtime.schemas import PROTOCOL_VERSION
+from cellchat.chat.realtime.schemas import PROTOCOL_REVISION, PROTOCOL_VERSION
 
-__all__ = ["PROTOCOL_VERSION", "CloseCode", "FrameError", "decode_client"]
+__all__ = ["PROTOCOL_REVISION", "PROTOCOL_VERSION", "CloseCode", "FrameError", "decode_client"]
 
 
 class CloseCode(enum.IntEnum):
@@ -304,7 +304,8 @@ def encode_hello(
     typing_ttl_ms: int,
 ) -> str:
     return _dumps({
-        "type": "hello", "protocol": PROTOCOL_VERSION, "connection_id": connection_id,
+        "type": "hello", "protocol": PROTOCOL_VERSION, "revision": PROTOCOL_REVISION,
+        "connection_id": connection_id,
         "user_id": user_id, "max_frame_bytes": max_frame_bytes, "rate_per_s": rate_per_s,
         "burst": burst, "typing_ttl_ms": typing_ttl_ms,
     })
@@ -329,9 +330,19 @@ def encode_typing(conversation_id: str, user_id: str, *, started: bool,
                    "user_id": user_id})
 
 
-def encode_presence(user_id: str, *, online: bool, last_seen_ms: int) -> str:
+PRESENCE_STATUSES = ("online", "away", "offline")
+
+
+def encode_presence(user_id: str, *, online: bool, last_seen_ms: int,
+                    status: str | None = None) -> str:
+    """`status` is online, away or offline (default: from `online`); `online` is true for
+    online and away (connected and visible)."""
+    if status is None:
+        status = "online" if online else "offline"
+    if status not in PRESENCE_STATUSES or online != (status != "offline"):
+        raise ValueError(f"presence status {status!r} does not agree with online={online}")
     return _dumps({"type": "presence", "user_id": user_id, "online": online,
-                   "last_seen_ms": last_seen_ms})
+                   "status": status, "last_seen_ms": last_seen_ms})
 
 
 def encode_conversation(

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 PROTOCOL_VERSION = 1
+#: Compatible additions within PROTOCOL_VERSION (docs/websocket.md#versions): 2 added
+#: `presence.status` and `hello.revision`, and presence / lapsed typing frames are sent.
+PROTOCOL_REVISION = 2
 
 Schema = dict[str, Any]
 
@@ -251,9 +254,11 @@ _CONVERSATION_FRAME = {
 SERVER: dict[str, Schema] = {
     "hello": _frame(
         "hello",
-        "First frame on every connection: the protocol version and this connection's limits.",
+        "First frame on every connection: the protocol version and revision, and this "
+        "connection's limits.",
         {
             "protocol": {"const": PROTOCOL_VERSION},
+            "revision": {"type": "integer", "minimum": 1},
             "connection_id": {"type": "string"},
             "user_id": _ID,
             "max_frame_bytes": {"type": "integer"},
@@ -261,8 +266,8 @@ SERVER: dict[str, Schema] = {
             "burst": {"type": "integer"},
             "typing_ttl_ms": {"type": "integer"},
         },
-        ["protocol", "connection_id", "user_id", "max_frame_bytes", "rate_per_s", "burst",
-         "typing_ttl_ms"],
+        ["protocol", "revision", "connection_id", "user_id", "max_frame_bytes", "rate_per_s",
+         "burst", "typing_ttl_ms"],
     ),
     "subscribed": _frame(
         "subscribed",
@@ -290,14 +295,20 @@ SERVER: dict[str, Schema] = {
         ["conversation_id", "user_id", "expires_in_ms"],
     ),
     "typing.stopped": _frame(
-        "typing.stopped", "Another participant stopped typing.",
+        "typing.stopped",
+        "Another participant stopped typing, or their indicator lapsed (no `started` within "
+        "`typing_ttl_ms` of the last one).",
         {"conversation_id": _ID, "user_id": _ID}, ["conversation_id", "user_id"],
     ),
     "presence": _frame(
         "presence",
-        "A user you share a conversation with came online or went offline.",
-        {"user_id": _ID, "online": {"type": "boolean"}, "last_seen_ms": _MS},
-        ["user_id", "online", "last_seen_ms"],
+        "A user you share a conversation with (and neither of you blocked the other) came "
+        "online, went away or went offline. `online` is true for online and away; `status` "
+        "says which (revision 2). `last_seen_ms`: when they went offline, or when the "
+        "change happened for online and away.",
+        {"user_id": _ID, "online": {"type": "boolean"},
+         "status": {"enum": ["online", "away", "offline"]}, "last_seen_ms": _MS},
+        ["user_id", "online", "status", "last_seen_ms"],
     ),
     "conversation.created": _frame(
         "conversation.created", "You are in a new conversation.",

@@ -38,7 +38,8 @@ def _line(frame: dict[str, Any], me: str) -> str | None:
         return f"  ✓ {frame['user_id']} read up to #{frame['read_seq']}" if frame["read_seq"] \
             else None
     if kind == "presence":
-        return f"  {frame['user_id']} is {'online' if frame['online'] else 'offline'}"
+        status = frame.get("status") or ("online" if frame["online"] else "offline")
+        return f"  {frame['user_id']} is {status}"
     if kind == "error":
         return f"  ! {frame['code']}: {frame['message']}"
     if kind == "resync":
