@@ -186,7 +186,7 @@ def measure_cellchat(ctx: Context, port: int, ws_port: int, n: int,
             }).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
-        result = run.run(window=sizes.fanout_window, warmup_messages=2 * sizes.fanout_window,
+        result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                          seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
         result.update(setup_create_s=created, setup_connect_s=connected)
         return result
@@ -206,7 +206,7 @@ def measure_peer(ctx: Context, ws_port: int, n: int, frame_bytes: int) -> dict[s
             return chatapi.text_of(index, sent_ns, frame_bytes).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
-        return run.run(window=sizes.fanout_window, warmup_messages=2 * sizes.fanout_window,
+        return run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                        seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
     finally:
         pool.close_all()
