@@ -67,7 +67,7 @@ def _cmd_presence(args: argparse.Namespace) -> int:
     try:
         check_settings(settings)
     except SettingsError as exc:
-        print(f"cellchat presence: {exc}", file=sys.stderr)
+        print(f"cellchat: {exc}", file=sys.stderr)
         return 2
     configure_logging("presence-service")
     trio.run(_serve_until_signalled, serve_presence_process, settings)
