@@ -197,6 +197,8 @@ async def test_consumed_events_change_the_chat(cell: Cell) -> None:
         return not await blocked()
 
     await wait_for(unblocked)
+    # every consumed event was handled: nothing went to the dead-letter stream
+    assert await cell.redis.xrange(catalog.dead_letter_stream(cell.stream_in)) == ()
 
 
 async def test_malformed_events_are_dead_lettered(cell: Cell) -> None:

@@ -158,6 +158,25 @@ def test_every_event_becomes_one_schema_valid_frame(event: events.ChatEvent) -> 
         assert set(recipients) == {"alice", "bob"}  # the removed user learns it too
 
 
+def test_marketplace_events_become_schema_valid_frames() -> None:
+    from cellchat.chat.domain.model import Money, ProductCard
+
+    card = ProductCard("lamp-1", "Lamp", Money(1499, "EUR"), "https://i/l.png", False)
+    kind, envelope, recipients = envelope_for(
+        events.ProductCardsUpdated(card, 7, (CID,), ("alice", "bob")))
+    body = json.loads(envelope.frame)
+    jsonschema.validate(body, schemas.SERVER[kind])
+    assert kind == "product.updated" and body["product"]["available"] is False
+    assert CID not in envelope.frame  # no conversation ids: recipients differ in theirs
+    assert recipients == ("alice", "bob")
+    kind, envelope, recipients = envelope_for(
+        events.BlockChanged("bob", "alice", True, ("bob", "alice")))
+    body = json.loads(envelope.frame)
+    jsonschema.validate(body, schemas.SERVER[kind])
+    assert body == {"type": "block.changed", "users": ["alice", "bob"], "blocked": True}
+    assert set(recipients) == {"alice", "bob"}
+
+
 def test_answer_frames_match_their_schemas() -> None:
     encoded = [
         frames.encode_hello("c1", "alice", max_frame_bytes=1, rate_per_s=1.0, burst=1,

@@ -58,6 +58,12 @@ def envelope_for(event: events.ChatEvent) -> tuple[str, Envelope, tuple[str, ...
             users.extend(u for u in event.removed if u not in users)
             return ("conversation.updated", Envelope.now(text, conversation.conversation_id),
                     tuple(users))
+        case events.ProductCardsUpdated(product=product, version=version):
+            text = frames.encode_product_updated(product, version)
+            return "product.updated", Envelope.now(text), event.recipients
+        case events.BlockChanged(blocker_id=blocker, blocked_id=blocked):
+            text = frames.encode_block_changed(blocker, blocked, blocked=event.blocked)
+            return "block.changed", Envelope.now(text), event.recipients
     raise TypeError(f"not a chat event: {type(event).__name__}")
 
 

@@ -345,6 +345,17 @@ def encode_presence(user_id: str, *, online: bool, last_seen_ms: int,
                    "status": status, "last_seen_ms": last_seen_ms})
 
 
+def encode_product_updated(product: ProductCard, version: int) -> str:
+    return _dumps({"type": "product.updated",
+                   "product": json.loads(attachment_to_json(product)), "version": version})
+
+
+def encode_block_changed(user_a: str, user_b: str, *, blocked: bool) -> str:
+    """One frame for both parties; the users are sorted so it does not say who blocked whom."""
+    return _dumps({"type": "block.changed", "users": sorted((user_a, user_b)),
+                   "blocked": blocked})
+
+
 def encode_conversation(
     kind: str, conversation: Conversation, participants: Iterable[Participant], *,
     added: Iterable[str] = (), removed: Iterable[str] = (),

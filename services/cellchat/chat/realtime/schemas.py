@@ -12,8 +12,9 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 #: Compatible additions within PROTOCOL_VERSION (docs/websocket.md#versions): 2 added
-#: `presence.status` and `hello.revision`, and presence / lapsed typing frames are sent.
-PROTOCOL_REVISION = 2
+#: `presence.status` and `hello.revision`, and presence / lapsed typing frames are sent;
+#: 3 added `product.updated` and `block.changed`.
+PROTOCOL_REVISION = 3
 
 Schema = dict[str, Any]
 
@@ -340,6 +341,23 @@ SERVER: dict[str, Schema] = {
         {"conversation_id": _ID, "from_seq": _SEQ, "last_seq": _SEQ,
          "reason": {"enum": ["gap_too_large", "position_ahead"]}},
         ["conversation_id", "from_seq", "last_seq", "reason"],
+    ),
+    "product.updated": _frame(
+        "product.updated",
+        "A product shown on cards in your conversations changed (revision 3): show `product` "
+        "next to what each card showed when it was sent. `version` orders updates: ignore "
+        "one older than the last you applied.",
+        {"product": ATTACHMENT["oneOf"][2], "version": {"type": "integer", "minimum": 0}},
+        ["product", "version"],
+    ),
+    "block.changed": _frame(
+        "block.changed",
+        "Messaging between the two `users` was blocked, or the block lifted (revision 3). "
+        "While blocked, sends between them fail with `permission_denied` and neither sees "
+        "the other's presence or typing; their conversations stay readable.",
+        {"users": {"type": "array", "items": _ID, "minItems": 2, "maxItems": 2},
+         "blocked": {"type": "boolean"}},
+        ["users", "blocked"],
     ),
     "error": _frame(
         "error",
