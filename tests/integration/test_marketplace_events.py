@@ -32,6 +32,7 @@ class Cell:
     stub: chat_pb2_grpc.ChatServiceStub
     redis: coredis.Redis[str]
     stream_in: str
+    ws_port: int
 
     async def call(self, method: str, request: Any, user: str) -> Any:
         metadata = [("authorization", f"Bearer {mint_token(JWT, user)}")]
@@ -68,7 +69,8 @@ async def cell(nursery: trio.Nursery, cassandra: Any, cql_keyspace: str,
         ports: ChatPorts = await nursery.start(serve_chat, settings)
         channel = grpc.insecure_channel(f"127.0.0.1:{ports.grpc}")
         try:
-            yield Cell(cell_id, chat_pb2_grpc.ChatServiceStub(channel), client, stream_in)
+            yield Cell(cell_id, chat_pb2_grpc.ChatServiceStub(channel), client, stream_in,
+                       ports.ws)
         finally:
             channel.close()
             nursery.cancel_scope.cancel()
@@ -213,3 +215,35 @@ async def test_malformed_events_are_dead_lettered(cell: Cell) -> None:
     reasons = sorted(entry.field_values["reason"] for entry in entries)
     assert reasons == ["malformed", "unknown_type"]
     assert json.dumps([dict(entry.field_values) for entry in entries])  # plain strings
+
+
+async def test_presence_transitions_are_published(cell: Cell) -> None:
+    import websockets
+
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    url = (f"ws://127.0.0.1:{cell.ws_port}/ws/chat?token={mint_token(JWT, user)}"
+           f"&user_id={user}")
+
+    async def presence_events() -> list[CloudEvent]:
+        return [e for e in await cell.published()
+                if e.type in (catalog.USER_ONLINE, catalog.USER_OFFLINE)
+                and e.data["user_id"] == user]
+
+    def connect_and_leave() -> None:
+        from websockets.sync.client import connect
+
+        with connect(url, open_timeout=10) as socket:
+            socket.recv(timeout=10)  # hello: the connection is registered
+
+    assert websockets  # the stock client library the test uses
+    await trio.to_thread.run_sync(connect_and_leave)
+
+    async def both() -> list[CloudEvent] | None:
+        events = await presence_events()
+        return events if len(events) >= 2 else None
+
+    events = await wait_for(both, timeout=30)
+    assert [e.type for e in events] == [catalog.USER_ONLINE, catalog.USER_OFFLINE]
+    registry = SchemaRegistry()
+    for event in events:
+        registry.validate(event)

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import coredis
 import trio
 
-from cellchat.chat.app.announcements import Announcer, ChatChanges
+from cellchat.chat.app.announcements import Announcer, ChatChanges, PresenceAnnouncer
 from cellchat.chat.app.marketplace import marketplace_handlers
 from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.app.service import ChatApp
@@ -48,6 +48,12 @@ class EventPlumbing:
         self._cell = cell_id
         self._stream = stream
 
+    def presence_sink(self) -> PresenceAnnouncer | None:
+        """A presence change sink that announces UserOnline/UserOffline through this outbox."""
+        if self.announcer is None or self.relay is None:
+            return None
+        return PresenceAnnouncer(self.announcer.outbox, self._cell, self.relay.wake)
+
     async def start(self, nursery: trio.Nursery, app: ChatApp) -> None:
         """Start the relay and the consumer in the replica's nursery (no-op without a broker)."""
         if self.relay is None or self._client is None:
@@ -68,7 +74,7 @@ def _replica_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _outbox_for(store: ChatStore, settings: Settings) -> Outbox:
+async def _outbox_for(store: ChatStore, settings: Settings, name: str) -> Outbox:
     from cellchat.chat.storage.embedded import EmbeddedStore
 
     if isinstance(store, EmbeddedStore):
@@ -77,16 +83,16 @@ async def _outbox_for(store: ChatStore, settings: Settings) -> Outbox:
     from cellchat.chat.storage.cql_outbox import CqlOutbox
 
     assert isinstance(store, CqlStore)
-    return await CqlOutbox.open(store.trio_session, settings.keyspace, OUTBOX_NAME)
+    return await CqlOutbox.open(store.trio_session, settings.keyspace, name)
 
 
 @asynccontextmanager
-async def open_event_plumbing(settings: Settings, store: ChatStore
-                              ) -> AsyncIterator[EventPlumbing]:
+async def open_event_plumbing(settings: Settings, store: ChatStore, *,
+                              outbox_name: str = OUTBOX_NAME) -> AsyncIterator[EventPlumbing]:
     if not settings.redis_url:
         yield EventPlumbing()
         return
-    outbox = await _outbox_for(store, settings)
+    outbox = await _outbox_for(store, settings, outbox_name)
     client: coredis.Redis[str] = coredis.Redis.from_url(settings.redis_url,
                                                          decode_responses=True)
     async with client:

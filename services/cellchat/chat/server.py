@@ -127,6 +127,9 @@ async def serve_chat(
         hub.broker = broker
         events = RealtimeEvents(hub, broker, metrics)
         app = build_app(settings, store, events, marketplace.announcer)
+        presence_events = marketplace.presence_sink()
+        if presence.sinks is not None and presence_events is not None:
+            presence.sinks.add(presence_events)  # embedded presence: UserOnline/UserOffline
         sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings),
                                    presence.hook)
 

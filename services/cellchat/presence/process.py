@@ -8,7 +8,8 @@ PRESENCE_ADDR. Its composition root:
       │    └─ PresenceFrames: presence / typing.stopped frames to the clients, on any replica
       └─ nursery
           ├─ serve_presence: gRPC PresenceService + PresenceReportService on PRESENCE_PORT,
-          │   state in Redis (REDIS_URL), sinks = ChangeSinks([frames]) (+ the event outbox)
+          │   state in Redis (REDIS_URL), sinks = ChangeSinks([frames, presence events])
+          ├─ event relay: UserOnline / UserOffline from the "presence" outbox to the stream
           └─ ops HTTP on OPS_PORT: /metrics /healthz /readyz
 
 It needs both SCYLLA_HOSTS and REDIS_URL (`check_settings` says which is missing and why):
@@ -27,6 +28,7 @@ import attrs
 import trio
 
 from cellchat.chat.app.directory import ChatDirectory
+from cellchat.chat.event_plumbing import open_event_plumbing
 from cellchat.chat.realtime.broker import open_broker
 from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.hub import Hub
@@ -37,6 +39,9 @@ from cellchat.presence.sinks import ChangeSinks
 from cellchat.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
+
+#: The presence process's own outbox (in the chat keyspace) for UserOnline / UserOffline.
+PRESENCE_OUTBOX = "presence"
 
 
 @attrs.frozen
@@ -74,10 +79,15 @@ async def serve_presence_process(
         settings.keyspace,
         username=settings.scylla_username or None,
         password=settings.scylla_password or None,
-    ) as raw_store, open_broker(settings.redis_url, hub) as broker:
+    ) as raw_store, open_broker(settings.redis_url, hub) as broker, open_event_plumbing(
+        settings, raw_store, outbox_name=PRESENCE_OUTBOX
+    ) as marketplace:
         store = InstrumentedStore(raw_store, metrics)
         frames = PresenceFrames(PresenceAudience(store), RealtimeEvents(hub, broker, metrics))
         sinks = ChangeSinks([frames])
+        presence_events = marketplace.presence_sink()
+        if presence_events is not None:
+            sinks.add(presence_events)  # UserOnline / UserOffline for the marketplace
 
         async def store_ready() -> bool:
             await raw_store.get_last_seq("00000000-0000-0000-0000-000000000000")
@@ -89,6 +99,8 @@ async def serve_presence_process(
 
         async with trio.open_nursery() as nursery:
             await nursery.start(frames.run)
+            if marketplace.relay is not None:
+                await nursery.start(marketplace.relay.run)
             grpc_port: int = await nursery.start(functools.partial(
                 serve_presence, settings, directory=ChatDirectory(store), sink=sinks))
             ops_port: int = await nursery.start(

@@ -16,6 +16,7 @@ Nothing here blocks on the broker: the outbox is the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.domain.errors import StoreError
@@ -31,6 +32,10 @@ class Announcer:
         self._outbox = outbox
         self._cell = cell_id
         self._wake = wake
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
 
     def set_wake(self, wake: Callable[[], None]) -> None:
         self._wake = wake
@@ -79,6 +84,40 @@ class Announcer:
         await self._outbox.record([Intent(event, Check.of(
             "read_horizon", conversation_id=conversation_id, user_id=user_id, read_seq=read_seq
         ))])
+
+
+class PresenceAnnouncer:
+    """A presence `ChangeSink` that announces UserOnline / UserOffline.
+
+    Presence transitions are decided atomically in the presence store before they reach a
+    sink, so they are facts by themselves: their intents are unconditional (the relay publishes
+    them without a check). UserOnline is announced for every transition to visible, including
+    online ↔ away; typing changes are not marketplace events.
+    """
+
+    def __init__(self, outbox: Outbox, cell_id: str, wake: Callable[[], None] = lambda: None
+                 ) -> None:
+        self._outbox = outbox
+        self._cell = cell_id
+        self._wake = wake
+
+    async def publish(self, changes: Sequence[Any]) -> None:
+        from cellchat.presence.model import UserOffline, UserOnline
+
+        intents = []
+        for change in changes:
+            if isinstance(change, UserOnline):
+                event = published.user_online(self._cell, user_id=change.user_id,
+                                              at_ms=change.at_ms)
+            elif isinstance(change, UserOffline):
+                event = published.user_offline(self._cell, user_id=change.user_id,
+                                               last_seen_ms=change.last_seen_ms)
+            else:
+                continue
+            intents.append(Intent(event, Check.UNCONDITIONAL))
+        if intents:
+            await self._outbox.record(intents)
+            self._wake()
 
 
 class ChatChanges:
