@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="host:port of a running Cassandra/Scylla (else one is started)")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", ""),
                         help="URL of a running Redis (else one is started)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample cellchat with py-spy while measured (<run>/profiles/)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="where the JSON results go (default bench/results/)")
     args = parser.parse_args(argv)
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out / f"run-{stamp}-{mode_name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     nofile = raise_nofile()
-    ctx = Context(sizes, mode_name, run_dir, cassandra=args.cassandra, redis=args.redis)
+    ctx = Context(sizes, mode_name, run_dir, cassandra=args.cassandra, redis=args.redis,
+                  profile=args.profile)
     print(f"cellchat bench ({mode_name}), {os.cpu_count()} CPUs, RLIMIT_NOFILE {nofile}; "
           f"logs in {ctx.log_dir}", flush=True)
 

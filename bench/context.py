@@ -24,10 +24,11 @@ class Sizes:
     fanout_seconds: float = 6.0
     fanout_window: int = 4
     memory_connections: int = 10_000
+    settle_s: float = 1.5
     grpc_seconds: float = 4.0
     grpc_concurrency: int = 16
     grpc_stream_messages: int = 2000
-    rounds: int = 1
+    rounds: int = 2
     send_seconds: float = 10.0
     send_concurrency: int = 32
     history_sizes: tuple[int, ...] = (1000, 1_000_000)
@@ -39,10 +40,10 @@ class Sizes:
 
 
 SMOKE = Sizes(
-    fanout_subscribers=(20, 50), fanout_seconds=0.7, memory_connections=200,
-    grpc_seconds=0.6, grpc_concurrency=4, grpc_stream_messages=200, send_seconds=1.0,
-    send_concurrency=4, history_sizes=(100, 2000), history_pages=20, scale_seconds=1.0,
-    scale_pairs=4, e2e_seconds=1.0, timeout_scale=0.5,
+    fanout_subscribers=(20, 50), fanout_seconds=0.7, memory_connections=200, settle_s=0.3,
+    grpc_seconds=0.6, grpc_concurrency=4, grpc_stream_messages=200, send_seconds=2.0,
+    send_concurrency=4, history_sizes=(100, 2000), history_pages=20, scale_seconds=2.0,
+    scale_pairs=4, e2e_seconds=1.5, timeout_scale=0.5,
 )
 DEFAULT = Sizes()
 LONG = Sizes(
@@ -53,8 +54,9 @@ LONG = Sizes(
 
 class Context:
     def __init__(self, sizes: Sizes, mode: str, run_dir: Path, *, cassandra: str = "",
-                 redis: str = "") -> None:
+                 redis: str = "", profile: bool = False) -> None:
         self.sizes = sizes
+        self.profile = profile
         self.mode = mode
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
@@ -146,6 +148,13 @@ class Context:
                              {"JWT_SECRET": JWT_SECRET, **(env or {})}, self.log_dir)
         child.ready(timeout=60)
         return child
+
+    def sampling(self, child: Child, label: str) -> Any:
+        """With --profile: py-spy samples `child` inside the block (bench/profile.py)."""
+        from bench.profile import sampling
+
+        return sampling(child.pid, self.run_dir / "profiles" / f"{label}.txt",
+                        enabled=self.profile)
 
     def note(self, text: str) -> None:
         print(f"  . {text}", flush=True)

@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from bench import chatapi
-from bench.common import HOST, Row, summary_ms
+from bench.common import HOST, Child, Row, summary_ms
 from bench.context import Context
 from bench.wsclient import OPEN, Conn, Pool
 
@@ -164,8 +164,8 @@ def _subscribe_all(pool: Pool, conns: list[Conn], timeout: float) -> None:
         raise RuntimeError(f"{len(waiting)} connections never got `subscribed`")
 
 
-def measure_cellchat(ctx: Context, port: int, ws_port: int, n: int,
-                     label: str) -> dict[str, Any]:
+def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[str, Any]:
+    port, ws_port = server.info["grpc"], server.info["ws"]
     sizes = ctx.sizes
     tag = uuid.uuid4().hex[:6]
     admin = f"fan-{label}-{n}-admin-{tag}"
@@ -186,8 +186,9 @@ def measure_cellchat(ctx: Context, port: int, ws_port: int, n: int,
             }).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
-        result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
-                         seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        with ctx.sampling(server, f"fanout-{label}-{n}"):
+            result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
+                             seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
         result.update(setup_create_s=created, setup_connect_s=connected)
         return result
     finally:
@@ -226,7 +227,7 @@ def run(ctx: Context) -> list[Row]:
     for label, redis in (("cellchat", False), ("cellchat-redis", True)):
         with ctx.cellchat(f"{label}-fanout", redis=redis, extra=_CELLCHAT_ENV) as server:
             for n in sizes.fanout_subscribers:
-                r = measure_cellchat(ctx, server.info["grpc"], server.info["ws"], n, label)
+                r = measure_cellchat(ctx, server, n, label)
                 results[label][n] = r
                 ctx.note(f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
                          f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, "

@@ -97,7 +97,7 @@ def run(ctx: Context) -> list[Row]:
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in SERVERS}
     for _ in range(sizes.rounds):
         for kind, _label in SERVERS:
-            with ctx.server(f"{kind}", kind) as child:
+            with ctx.server(f"{kind}", kind) as child, ctx.sampling(child, kind):
                 result = asyncio.run(_measure(child.info["grpc"], child.pid, sizes))
             samples[kind].append(result)
             ctx.note(f"{kind}: unary {result['unary_rate']:,.0f}/s "

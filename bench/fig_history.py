@@ -173,7 +173,8 @@ def run(ctx: Context) -> list[Row]:
             ctx.note(f"filled {n:,} messages in {fills[n]['seconds']:.0f}s "
                      f"({fills[n]['rows_per_s']:,.0f} rows/s)")
             convs[n] = (cid, n)
-        result = asyncio.run(read_pages(grpc_port, reader, convs, sizes.history_pages))
+        with ctx.sampling(server, "history"):
+            result = asyncio.run(read_pages(grpc_port, reader, convs, sizes.history_pages))
     lat = result["latency"]
     for key, value in lat.items():
         ctx.note(f"GetMessages {key}: p50 {value['p50_ms']:.1f} ms, p99 {value['p99_ms']:.1f} ms")

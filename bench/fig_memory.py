@@ -14,34 +14,37 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import Row, rss_bytes, settle_rss
+from bench.common import Child, Row, rss_bytes, settle_rss
 from bench.context import Context
 from bench.fig_fanout import _connect, _subscribe_all
 from bench.wsclient import OPEN
 
 
-def _measure(ctx: Context, pid: int, ws_port: int, n: int, *, subscribe: bool,
+def _measure(ctx: Context, server: Child, n: int, *, subscribe: bool,
              label: str) -> dict[str, Any]:
+    pid, ws_port = server.pid, server.info["ws"]
     tag = uuid.uuid4().hex[:6]
     warm_pool, warm = _connect(ws_port, [f"mem-{label}-warm{i}-{tag}" for i in range(20)],
                                ctx.timeout(60))
     if subscribe:
         _subscribe_all(warm_pool, warm, ctx.timeout(60))
     warm_pool.close_all()
-    time.sleep(1.0)
-    base = settle_rss(pid, timeout=ctx.timeout(15))
+    settle = ctx.sizes.settle_s
+    time.sleep(settle)
+    base = settle_rss(pid, timeout=ctx.timeout(15), quiet_for=settle)
     began = time.monotonic()
-    pool, conns = _connect(ws_port, [f"mem-{label}-u{i}-{tag}" for i in range(n)],
-                           ctx.timeout(600))
+    with ctx.sampling(server, f"memory-connect-{label}"):
+        pool, conns = _connect(ws_port, [f"mem-{label}-u{i}-{tag}" for i in range(n)],
+                               ctx.timeout(600))
     try:
         if subscribe:
             _subscribe_all(pool, conns, ctx.timeout(300))
         connect_s = time.monotonic() - began
         # Keep answering pings while RSS settles.
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             pool.poll(0.1)
-        after = settle_rss(pid, timeout=ctx.timeout(20))
+        after = settle_rss(pid, timeout=ctx.timeout(20), quiet_for=settle)
         still_open = sum(1 for c in conns if c.state == OPEN)
         peak = rss_bytes(pid)
     finally:
@@ -57,11 +60,11 @@ def _measure(ctx: Context, pid: int, ws_port: int, n: int, *, subscribe: bool,
 def run(ctx: Context) -> list[Row]:
     n = ctx.sizes.memory_connections
     with ctx.cellchat("cellchat-memory") as server:
-        c = _measure(ctx, server.pid, server.info["ws"], n, subscribe=True, label="c")
+        c = _measure(ctx, server, n, subscribe=True, label="cellchat")
     ctx.note(f"cellchat: {c['per_connection_bytes'] / 1024:.1f} KiB per connection "
              f"({c['open_at_measure']} open; {c['handshakes_per_s']:.0f} handshakes/s)")
     with ctx.server("ws-peer-memory", "ws-peer") as peer:
-        p = _measure(ctx, peer.pid, peer.info["ws"], n, subscribe=False, label="p")
+        p = _measure(ctx, peer, n, subscribe=False, label="peer")
     ctx.note(f"websockets peer: {p['per_connection_bytes'] / 1024:.1f} KiB per connection "
              f"({p['open_at_measure']} open; {p['handshakes_per_s']:.0f} handshakes/s)")
     return [

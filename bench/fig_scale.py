@@ -140,7 +140,8 @@ async def _open(work: list[tuple[Any, str, str]], receivers: Receivers, rate: fl
         if tasks:
             await asyncio.wait(tasks, timeout=30)
         deadline = time.monotonic() + 5
-        while receivers.count - before < counts["sent"] and time.monotonic() < deadline:
+        # The frames arrive through the epoll reader callback: poll the count, bounded.
+        while receivers.count - before < counts["sent"] and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         receivers.measuring = False
         return {**counts, "rate": rate, "seconds": seconds,
@@ -189,8 +190,9 @@ def run(ctx: Context) -> list[Row]:
                     return [(stubs[ga if i % 2 == 0 else gb], cid, buyer)
                             for i, (cid, buyer, _) in enumerate(pairs)]
 
-                two = asyncio.run(_with_stubs([ga, gb], lambda stubs: _closed(
-                    plan(stubs), receivers, seconds)))
+                with ctx.sampling(a, "scale-two-replicas-a"):
+                    two = asyncio.run(_with_stubs([ga, gb], lambda stubs: _closed(
+                        plan(stubs), receivers, seconds)))
                 two_rate = two["calls"] / two["seconds"]
                 ctx.note(f"two replicas: {two_rate:,.0f} sends/s (p99 "
                          f"{summary_ms(two['latencies'])['p99_ms']:.0f} ms), "

@@ -79,7 +79,8 @@ def run(ctx: Context) -> list[Row]:
     with ctx.cellchat("cellchat-send", store="cassandra") as server:
         work = create_pairs(server.info["grpc"], 3 * c, "send")
         cpu0 = cpu_seconds(server.pid)
-        cellchat = asyncio.run(send_load(server.info["grpc"], work[:c], sizes.send_seconds))
+        with ctx.sampling(server, "send"):
+            cellchat = asyncio.run(send_load(server.info["grpc"], work[:c], sizes.send_seconds))
         cpu = cpu_seconds(server.pid) - cpu0
     cellchat_rate = cellchat["calls"] / cellchat["seconds"]
     cellchat_lat = summary_ms(cellchat["latencies"])

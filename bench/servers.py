@@ -149,9 +149,8 @@ def _serve_trio(start: Any) -> None:
 def grpc_cellchat() -> None:
     from functools import partial
 
-    from cellchat.grpcutil.server import serve_grpc
-
     from bench import echo
+    from cellchat.grpcutil.server import serve_grpc
 
     _serve_trio(partial(serve_grpc, [echo.purerpc_servicer()], host=HOST, port=0, grace_s=1))
 
