@@ -41,7 +41,7 @@ class Sizes:
 
 SMOKE = Sizes(
     fanout_subscribers=(20, 50), fanout_seconds=0.7, memory_connections=200, settle_s=0.3,
-    grpc_seconds=0.6, grpc_concurrency=4, grpc_stream_messages=200, send_seconds=2.0,
+    grpc_seconds=0.6, grpc_concurrency=4, grpc_stream_messages=200, rounds=1, send_seconds=2.0,
     send_concurrency=4, history_sizes=(100, 2000), history_pages=20, scale_seconds=2.0,
     scale_pairs=4, e2e_seconds=1.5, timeout_scale=0.5,
 )
