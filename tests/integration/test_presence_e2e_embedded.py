@@ -43,7 +43,7 @@ async def test_presence_frames_between_two_clients_on_the_embedded_default(
     with trio.fail_after(60):
         b = await WsClient.open(chat.ws, buyer)
         hello = b.seen[0]
-        assert hello["revision"] == 2
+        assert hello["revision"] >= 2  # presence.status and pushed presence arrived in 2
         assert hello["typing_ttl_ms"] == FAST.typing_ttl_ms  # one setting, shared
         await b.subscribe()
         cid = await b.open_direct(seller)
