@@ -167,8 +167,10 @@ async def check(ctx: Context, body: Mapping[str, Any]) -> Findings | None:
         if status.get("phase") == "Degraded":
             # Drift was found earlier and is gone now (e.g. repaired by hand): say so.
             result = await ensure_schema(ctx, cell, session)
+            resolved = {**(status.get("drift") or {}), "resolvedTime": checked_at}
             await _write(ctx, body, result.updates,
-                         {"lastVerifiedTime": checked_at, **result.fields}, observed=True)
+                         {"lastVerifiedTime": checked_at, "drift": resolved, **result.fields},
+                         observed=result.outcome is not Outcome.RETRY)
         else:
             await ctx.kube.patch_cell_status(
                 cell.namespace, cell.name, {"lastVerifiedTime": checked_at}
@@ -188,7 +190,9 @@ async def check(ctx: Context, body: Mapping[str, Any]) -> Findings | None:
 
     result = await ensure_schema(ctx, cell, session)
     if result.outcome is Outcome.DONE:
-        report = {**report, "repaired": True, "repairedTime": now_text()}
+        repaired_at = now_text()
+        report = {**report, "repaired": True, "repairedTime": repaired_at,
+                  "resolvedTime": repaired_at}
         log.warning("repaired drift in %s/%s", cell.namespace, cell.name)
     await _write(ctx, body, result.updates, {"drift": report, **result.fields},
                  status={**(body.get("status") or {}), **written},

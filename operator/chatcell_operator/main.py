@@ -41,9 +41,15 @@ FINALIZER = "cellchat.io/drop-keyspace"
 DELETE_TIMEOUT_S = 600.0
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """Where kopf keeps its own state: annotations under our prefix, never in ``status``
-    (the CRD's structural schema would prune unknown status fields)."""
+def kopf_settings() -> kopf.OperatorSettings:
+    """kopf's settings, decided before it starts (scanning is read before any handler runs)."""
+    settings = kopf.OperatorSettings()
+    # Namespaced and least-privilege: the namespaces are given, the CRD is installed before
+    # the operator, so kopf need not list or watch CRDs and namespaces cluster-wide (which
+    # would need a ClusterRole, and without one costs a minute of retries at start-up).
+    settings.scanning.disabled = True
+    # Where kopf keeps its own state: annotations under our prefix, never in ``status``
+    # (the CRD's structural schema would prune unknown status fields).
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
@@ -55,6 +61,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    return settings
 
 
 @kopf.on.login()
@@ -64,8 +71,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
-    configure_kopf(settings)
+async def start(memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo.config
     context = Context(kube=Kube(load_api_client()), sessions=keyspaces.Sessions())
     memo.context = context
@@ -175,5 +181,6 @@ def run(argv: Sequence[str] | None = None) -> None:
             namespaces=list(config.namespaces),
             liveness_endpoint=config.liveness or None,
             memo=kopf.Memo(config=config),
+            settings=kopf_settings(),
         )
     )

@@ -21,6 +21,7 @@ CHART = ROOT / "helm" / "chatcell"
 GROUP, VERSION, PLURAL = "cellchat.io", "v1alpha1", "chatcells"
 RELEASE = "test"  # the Helm release name the RBAC is rendered for
 SERVICE_ACCOUNT = f"{RELEASE}-chatcell-operator"
+KUBE_VERSION = "1.35.0"  # what tests/infra/kube.py builds
 HELM_ENV = {"HELM_CACHE_HOME": "/tmp/cellchat-helm/cache",
             "HELM_CONFIG_HOME": "/tmp/cellchat-helm/config",
             "HELM_DATA_HOME": "/tmp/cellchat-helm/data"}
@@ -43,7 +44,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float,
 def helm_template(helm_binary: Path, namespace: str, *args: str,
                   env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [str(helm_binary), "template", RELEASE, str(CHART), "--namespace", namespace, *args],
+        # --kube-version: a helm built with `go install` (no release ldflags) assumes 1.20,
+        # older than the chart's kubeVersion.
+        [str(helm_binary), "template", RELEASE, str(CHART), "--namespace", namespace,
+         "--kube-version", KUBE_VERSION, *args],
         check=True, capture_output=True, text=True, timeout=60,
         env={**os.environ, **HELM_ENV, **(env or {})},
     )

@@ -304,7 +304,9 @@ def test_drift_is_reported_and_repaired(cells: Cells, cql: Any, cassandra: Any,
     (good,) = [m.checksum for m in load_migrations() if m.version == LATEST]
     cql.execute(f"UPDATE {keyspace}.schema_migrations SET checksum = %s WHERE version = %s",
                 (good, LATEST))
-    cells.wait_phase("c1", "Ready", operator, timeout=60)
+    cell = cells.wait_phase("c1", "Ready", operator, timeout=60)
+    assert cell["status"]["drift"]["repaired"] is False
+    assert cell["status"]["drift"]["resolvedTime"] >= cell["status"]["drift"]["detectedTime"]
 
 
 def test_specs_that_cannot_work_fail_without_endless_retries(
