@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 _LOCATOR_PREFIX = "org.apache.cassandra.locator."
 _REQUEST_TIMEOUT_S = 30.0
+# The runner's migration lock expires this long after its holder's last sign of life (it is
+# renewed before every statement). Shorter than the runner's default, so an operator that
+# was killed while migrating gets the lock back within half a minute of restarting; a lock
+# lost to a slow statement only costs a retry, since progress is recorded per statement.
+MIGRATION_LOCK_TTL_S = 30
 
 
 class KeyspaceError(Exception):
@@ -210,7 +215,9 @@ def ensure(session: Session, keyspace: str, replication: Replication) -> Keyspac
 def migrate(session: Session, keyspace: str) -> list[int]:
     """Apply the pending cql/ migrations; the versions applied by this call."""
     with translate_errors(f"migrating keyspace {keyspace}"):
-        return cellchat_schema.apply_migrations(session, keyspace)
+        return cellchat_schema.apply_migrations(
+            session, keyspace, lock_ttl_s=MIGRATION_LOCK_TTL_S, wait_s=120
+        )
 
 
 def latest_version() -> int:
