@@ -62,7 +62,7 @@ class Settings:
     ops_port: int = 9090
     presence_port: int = 50061
     presence_addr: str = ""
-    jwt: JwtSettings = JwtSettings(verify_key=DEV_JWT_SECRET)
+    jwt: JwtSettings = attrs.field(factory=lambda: JwtSettings(verify_key=DEV_JWT_SECRET))
     dev_jwt: bool = True
     ws_allowed_origins: tuple[str, ...] = ()
     ws_max_frame_bytes: int = 64 * 1024

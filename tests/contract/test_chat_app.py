@@ -143,7 +143,8 @@ async def test_send_is_idempotent_by_client_id(app: ChatApp, recorder: Recorder,
     cid = view.conversation.conversation_id
     first = await app.send_message(f"b-{uid}", text(cid, "hello", "client-1"))
     retry = await app.send_message(f"b-{uid}", text(cid, "hello", "client-1"))
-    assert not first.duplicate and retry.duplicate
+    assert not first.duplicate
+    assert retry.duplicate
     assert retry.message == first.message
     assert await app.store.get_last_seq(cid) == 1
     assert sum(isinstance(e, MessageCreated) for e in recorder.events) == 1
@@ -230,7 +231,8 @@ async def test_edit_rules(app: ChatApp, clock: FakeClock, uid: str) -> None:
     with pytest.raises(NotFound):
         await app.edit_message(f"b-{uid}", cid, 99, "nothing there")
     stored = await app.store.get_message(cid, 1)
-    assert stored is not None and stored.text == "hello"
+    assert stored is not None
+    assert stored.text == "hello"
 
 
 async def test_delete_keeps_the_sequence_dense(app: ChatApp, uid: str) -> None:
@@ -242,7 +244,9 @@ async def test_delete_keeps_the_sequence_dense(app: ChatApp, uid: str) -> None:
     with pytest.raises(PermissionDenied):
         await app.delete_message(f"o-{uid}", cid, 2)
     tomb = await app.delete_message(admin, cid, 2)
-    assert tomb.deleted and tomb.text == "" and tomb.seq == 2
+    assert tomb.deleted
+    assert tomb.text == ""
+    assert tomb.seq == 2
     own = await app.delete_message(member, cid, 3)
     assert own.deleted
     page = await app.get_messages(member, cid)
@@ -282,7 +286,8 @@ async def test_threads(app: ChatApp, uid: str) -> None:
     await app.send_message(f"s-{uid}", text(cid, "reply 1", reply_to=1))
     await app.send_message(f"b-{uid}", text(cid, "unrelated"))
     nested = await app.send_message(f"b-{uid}", text(cid, "reply to reply", reply_to=2))
-    assert nested.message.thread_root_seq == 1 and nested.message.reply_to_seq == 2
+    assert nested.message.thread_root_seq == 1
+    assert nested.message.reply_to_seq == 2
     thread = await app.get_messages(f"b-{uid}", cid, thread_root_seq=1)
     assert [m.seq for m in thread.messages] == [2, 4]
     root = (await app.get_messages(f"b-{uid}", cid, after_seq=0, page_size=1)).messages[0]
@@ -297,9 +302,11 @@ async def test_history_paging_validation(app: ChatApp, uid: str) -> None:
     for n in range(5):
         await app.send_message(f"b-{uid}", text(cid, f"m{n}"))
     page = await app.get_messages(f"b-{uid}", cid, page_size=2)
-    assert [m.seq for m in page.messages] == [5, 4] and page.has_more
+    assert [m.seq for m in page.messages] == [5, 4]
+    assert page.has_more
     page = await app.get_messages(f"b-{uid}", cid, page_size=2, before_seq=2)
-    assert [m.seq for m in page.messages] == [1] and not page.has_more
+    assert [m.seq for m in page.messages] == [1]
+    assert not page.has_more
     for kwargs, field in (({"page_size": 101}, "page_size"), ({"page_size": -1}, "page_size"),
                           ({"before_seq": -3}, "before_seq"),
                           ({"before_seq": 3, "after_seq": 1}, "after_seq")):
@@ -322,7 +329,8 @@ async def test_inbox_shows_previews_unread_and_mute(app: ChatApp, clock: FakeClo
     page = await app.get_user_conversations(me, page_size=2)
     assert [e.conversation.conversation_id for e in page.entries] == [cids[0], cids[2]]
     top = page.entries[0]
-    assert top.unread == 1 and top.last_message is not None
+    assert top.unread == 1
+    assert top.last_message is not None
     assert top.last_message.text == "is it available?"
     assert page.participants[cids[0]][0].user_id in (me, f"seller0-{uid}")
     rest = await app.get_user_conversations(me, page_size=2, cursor=page.next_cursor)
@@ -365,8 +373,10 @@ async def test_order_created_links_a_conversation_once(app: ChatApp, uid: str) -
     card = OrderCard(f"o-{uid}", "paid", Money(4200, "EUR"), 2)
     first = await app.link_order(f"o-{uid}", buyer, seller, card)
     again = await app.link_order(f"o-{uid}", buyer, seller, card)
-    assert again.duplicate and again.message == first.message
-    assert first.message.sender_id == "system" and first.message.attachment == card
+    assert again.duplicate
+    assert again.message == first.message
+    assert first.message.sender_id == "system"
+    assert first.message.attachment == card
     view = await app.get_conversation(seller, first.message.conversation_id)
     assert view.conversation.context.order_id == f"o-{uid}"
     assert {p.user_id: p.role for p in view.participants} == {buyer: Role.BUYER,
@@ -394,7 +404,8 @@ async def test_product_updates_reach_cards_already_sent(app: ChatApp, recorder: 
     assert page.messages[0].attachment == shown  # what was shown when sent...
     assert page.products == {pid: now}           # ...next to what it is now
     updates = [e for e in recorder.events if isinstance(e, ProductCardsUpdated)]
-    assert len(updates) == 1 and updates[0].conversation_ids == (cid,)
+    assert len(updates) == 1
+    assert updates[0].conversation_ids == (cid,)
     assert set(updates[0].recipients) == {buyer, seller}
 
 

@@ -65,7 +65,8 @@ async def test_create_is_insert_if_absent(store: ChatStore, uid: str) -> None:
     first = conversation(cid, kind=ConversationKind.DIRECT)
     parts = [Participant(f"a-{uid}", Role.BUYER, T0), Participant(f"b-{uid}", Role.SELLER, T0)]
     stored, created = await store.create_conversation(first, parts)
-    assert created and stored == first
+    assert created
+    assert stored == first
     again, created_again = await store.create_conversation(
         attrs.evolve(first, created_at_ms=T0 + 5), parts
     )
@@ -183,9 +184,11 @@ async def test_threads_and_reply_counts(store: ChatStore, uid: str) -> None:
                message(cid, 5, who[1], thread=1)]
     assert await store.append_messages(cid, 2, replies, who)
     root = await store.get_message(cid, 1)
-    assert root is not None and root.reply_count == 2
+    assert root is not None
+    assert root.reply_count == 2
     other = await store.get_message(cid, 2)
-    assert other is not None and other.reply_count == 0
+    assert other is not None
+    assert other.reply_count == 0
     thread = await store.get_thread(cid, 1, limit=10)
     assert [m.seq for m in thread] == [3, 5]
     assert [m.seq for m in await store.get_thread(cid, 1, after_seq=3, limit=10)] == [5]
@@ -224,9 +227,11 @@ async def test_horizons_only_move_forward(store: ChatStore, uid: str) -> None:
     m = await store.advance_horizons(cid, bob, read_seq=5)
     assert (m.read_seq, m.delivered_seq) == (5, 5)
     horizons = {h.user_id: h for h in await store.get_horizons(cid)}
-    assert horizons[bob].read_seq == 5 and horizons[alice].read_seq == 0
+    assert horizons[bob].read_seq == 5
+    assert horizons[alice].read_seq == 0
     membership = await store.get_membership(cid, bob)
-    assert membership is not None and membership.read_seq == 5
+    assert membership is not None
+    assert membership.read_seq == 5
 
 
 async def test_joining_late_starts_at_the_current_seq(store: ChatStore, uid: str) -> None:
@@ -235,7 +240,8 @@ async def test_joining_late_starts_at_the_current_seq(store: ChatStore, uid: str
     await append_n(store, cid, 3, alice, [alice, bob])
     await store.add_participants(cid, [Participant(carol, Role.MEMBER, T0 + 50)])
     membership = await store.get_membership(cid, carol)
-    assert membership is not None and membership.read_seq == 3
+    assert membership is not None
+    assert membership.read_seq == 3
     entries, _ = await store.list_inbox(carol, limit=10)
     assert [e.conversation.conversation_id for e in entries] == [cid]
     await store.remove_participant(cid, carol)
@@ -250,10 +256,12 @@ async def test_mute(store: ChatStore, uid: str) -> None:
     bob = f"bob-{uid}"
     await store.set_muted_until(cid, bob, T0 + 1000)
     membership = await store.get_membership(cid, bob)
-    assert membership is not None and membership.muted_until_ms == T0 + 1000
+    assert membership is not None
+    assert membership.muted_until_ms == T0 + 1000
     await store.set_muted_until(cid, bob, 0)
     membership = await store.get_membership(cid, bob)
-    assert membership is not None and membership.muted_until_ms == 0
+    assert membership is not None
+    assert membership.muted_until_ms == 0
 
 
 async def test_inbox_orders_by_activity_and_pages(store: ChatStore, uid: str) -> None:
@@ -277,9 +285,12 @@ async def test_inbox_orders_by_activity_and_pages(store: ChatStore, uid: str) ->
     assert seen == expected
     first, _ = await store.list_inbox(alice, limit=2)
     top = first[0]
-    assert top.last_seq == 3 and top.unread == 2
-    assert top.last_message is not None and top.last_message.seq == 3
-    assert first[1].unread == 2 and first[1].last_activity_ms == T0 + 100 + 2
+    assert top.last_seq == 3
+    assert top.unread == 2
+    assert top.last_message is not None
+    assert top.last_message.seq == 3
+    assert first[1].unread == 2
+    assert first[1].last_activity_ms == T0 + 100 + 2
 
 
 async def test_inbox_rejects_a_malformed_cursor(store: ChatStore, uid: str) -> None:
@@ -314,7 +325,8 @@ async def test_blocks_follow_the_latest_decision(store: ChatStore, uid: str) -> 
     a, b = f"a-{uid}", f"b-{uid}"
     assert not await store.is_blocked(a, b)
     assert await store.set_block(a, b, blocked=True, at_ms=T0 + 10)
-    assert await store.is_blocked(a, b) and await store.is_blocked(b, a)
+    assert await store.is_blocked(a, b)
+    assert await store.is_blocked(b, a)
     assert not await store.set_block(a, b, blocked=False, at_ms=T0 + 5)  # older: ignored
     assert await store.is_blocked(b, a)
     assert await store.set_block(a, b, blocked=False, at_ms=T0 + 20)
@@ -333,4 +345,5 @@ async def test_creating_again_leaves_horizons_alone(store: ChatStore, uid: str) 
     _, created = await store.create_conversation(conv, parts)
     assert not created
     membership = await store.get_membership(conv.conversation_id, bob)
-    assert membership is not None and membership.read_seq == 1
+    assert membership is not None
+    assert membership.read_seq == 1

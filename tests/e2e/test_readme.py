@@ -17,7 +17,8 @@ import pytest
 
 from tests.infra.ports import free_port
 
-GRPCURL = Path(os.environ.get("CELLCHAT_CACHE", Path.home() / ".cache" / "cellchat")) / "bin" / "grpcurl"
+CACHE = Path(os.environ.get("CELLCHAT_CACHE", Path.home() / ".cache" / "cellchat"))
+GRPCURL = CACHE / "bin" / "grpcurl"
 
 
 @pytest.fixture
@@ -95,4 +96,5 @@ def test_readme_first_calls(service: str) -> None:
     assert summary["unread_count"] == "1"
     assert summary["last_message"]["text"] == "Is the lamp available?"
     anonymous = grpcurl("-d", "{}", service, "cellchat.chat.v1.ChatService/GetUserConversations")
-    assert anonymous.returncode != 0 and "Unauthenticated" in anonymous.stderr
+    assert anonymous.returncode != 0
+    assert "Unauthenticated" in anonymous.stderr

@@ -30,7 +30,7 @@ class Client:
     channel: grpc.Channel
 
     async def call(self, method: str, request: Any, user: str | None, *,
-                   token: str | None = None, timeout: float = 20) -> Any:
+                   token: str | None = None, deadline_s: float = 20) -> Any:
         metadata = []
         if token is None and user is not None:
             token = mint_token(JWT, user)
@@ -38,7 +38,7 @@ class Client:
             metadata.append(("authorization", f"Bearer {token}"))
         fn: Callable[..., Any] = getattr(self.stub, method)
         return await trio.to_thread.run_sync(
-            lambda: fn(request, metadata=metadata, timeout=timeout)
+            lambda: fn(request, metadata=metadata, timeout=deadline_s)
         )
 
 
@@ -87,20 +87,24 @@ async def test_buyer_seller_conversation_end_to_end(chat: Client) -> None:
         sent = await chat.call("SendMessage", pb.SendMessageRequest(
             conversation_id=cid, client_message_id="c-1", kind=pb.MESSAGE_KIND_TEXT,
             text="Is the lamp still available?"), buyer)
-        assert sent.message.seq == 1 and not sent.duplicate
+        assert sent.message.seq == 1
+        assert not sent.duplicate
         retry = await chat.call("SendMessage", pb.SendMessageRequest(
             conversation_id=cid, client_message_id="c-1", kind=pb.MESSAGE_KIND_TEXT,
             text="Is the lamp still available?"), buyer)
-        assert retry.duplicate and retry.message.message_id == sent.message.message_id
+        assert retry.duplicate
+        assert retry.message.message_id == sent.message.message_id
         card = await chat.call("SendMessage", pb.SendMessageRequest(
             conversation_id=cid, client_message_id="c-2", kind=pb.MESSAGE_KIND_PRODUCT,
             product=pb.ProductCard(product_id="lamp-1", title="Lamp",
                                    price=pb.Money(amount_minor=1999, currency="EUR"))), seller)
-        assert card.message.seq == 2 and card.message.product.price.amount_minor == 1999
+        assert card.message.seq == 2
+        assert card.message.product.price.amount_minor == 1999
         inbox = await chat.call("GetUserConversations", pb.GetUserConversationsRequest(), buyer)
         top = inbox.conversations[0]
         assert top.conversation.conversation_id == cid
-        assert top.unread_count == 1 and top.last_message.seq == 2
+        assert top.unread_count == 1
+        assert top.last_message.seq == 2
         read = await chat.call("MarkMessagesAsRead", pb.MarkMessagesAsReadRequest(
             conversation_id=cid), buyer)
         assert (read.read_seq, read.unread_count) == (2, 0)
@@ -113,7 +117,8 @@ async def test_buyer_seller_conversation_end_to_end(chat: Client) -> None:
         assert edited.message.version == 2
         deleted = await chat.call("DeleteMessage", pb.DeleteMessageRequest(
             conversation_id=cid, seq=1), buyer)
-        assert deleted.message.deleted and deleted.message.seq == 1
+        assert deleted.message.deleted
+        assert deleted.message.seq == 1
 
 
 async def test_precise_statuses_and_nothing_written(chat: Client) -> None:

@@ -24,6 +24,9 @@ import grpc
 import purerpc
 import pytest
 import trio
+from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, empty_pb2, wrappers_pb2
+from purerpc.wrappers import extract_message_from_singleton_stream, send_single_message_client
+
 from cellchat.api.chat.v1 import chat_grpc
 from cellchat.api.health.v1 import health_pb2, health_pb2_grpc
 from cellchat.grpcutil import (
@@ -37,8 +40,6 @@ from cellchat.grpcutil import (
     bearer_token,
     rpc_error,
 )
-from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, empty_pb2, wrappers_pb2
-from purerpc.wrappers import extract_message_from_singleton_stream, send_single_message_client
 
 T = TypeVar("T")
 

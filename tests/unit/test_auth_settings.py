@@ -75,7 +75,8 @@ def test_jwt_settings_refuse_unsafe_configurations() -> None:
 
 def test_settings_defaults_run_embedded_with_the_dev_secret() -> None:
     settings = from_env({})
-    assert settings.uses_embedded_store and settings.dev_jwt
+    assert settings.uses_embedded_store
+    assert settings.dev_jwt
     assert settings.jwt.verify_key == DEV_JWT_SECRET
     assert settings.keyspace == "chat_local"
 
@@ -84,7 +85,8 @@ def test_settings_demand_a_real_key_for_production() -> None:
     with pytest.raises(SettingsError, match="JWT_SECRET"):
         from_env({"SCYLLA_HOSTS": "db1"})
     settings = from_env({"SCYLLA_HOSTS": "db1, db2", "JWT_SECRET": "s" * 32, "CELL_ID": "eu-1"})
-    assert settings.scylla_hosts == ("db1", "db2") and settings.keyspace == "chat_eu_1"
+    assert settings.scylla_hosts == ("db1", "db2")
+    assert settings.keyspace == "chat_eu_1"
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,9 @@ def test_uuid7_sorts_by_time_and_has_version_7() -> None:
     early = uuid7(1_000, bytes(10))
     late = uuid7(2_000, b"\xff" * 10)
     assert early < late
-    assert uuid.UUID(early).version == 7 and uuid.UUID(late).variant == uuid.RFC_4122
-    with pytest.raises(ValueError):
+    assert uuid.UUID(early).version == 7
+    assert uuid.UUID(late).variant == uuid.RFC_4122
+    with pytest.raises(ValueError, match="10 random bytes"):
         uuid7(1, b"short")
 
 
@@ -56,7 +57,8 @@ def test_direct_ids_ignore_order_but_not_context() -> None:
     assert direct_conversation_id("a", "b", "p", "") == direct_conversation_id("b", "a", "p", "")
     assert direct_conversation_id("a", "b", "p", "") != direct_conversation_id("a", "b", "q", "")
     assert direct_conversation_id("a", "b", "", "o") != direct_conversation_id("a", "b", "o", "")
-    assert is_uuid(direct_conversation_id("a", "b", "", "")) and not is_uuid("x")
+    assert is_uuid(direct_conversation_id("a", "b", "", ""))
+    assert not is_uuid("x")
 
 
 @pytest.mark.parametrize(
@@ -71,7 +73,8 @@ def test_direct_ids_ignore_order_but_not_context() -> None:
         (MessageKind.FILE, "", File("https://f", "", "a/b", 1), "file.name"),
         (MessageKind.FILE, "", File("https://f", "n", "nope", 1), "file.mime"),
         (MessageKind.PRODUCT, "", ProductCard(""), "product.product_id"),
-        (MessageKind.PRODUCT, "", ProductCard("p", price=Money(5, "eur")), "product.price.currency"),
+        (MessageKind.PRODUCT, "", ProductCard("p", price=Money(5, "eur")),
+         "product.price.currency"),
         (MessageKind.PRODUCT, "", ProductCard("p", price=Money(-5, "EUR")),
          "product.price.amount_minor"),
         (MessageKind.ORDER, "", OrderCard("o", item_count=-1), "order.item_count"),
@@ -125,7 +128,8 @@ def test_status_is_decided_by_the_least_advanced_recipient() -> None:
     assert rules.delivery_status(m, [Horizons("b", 5, 5), Horizons("c", 6, 6)]) \
         is DeliveryStatus.READ
     assert rules.delivery_status(m, [Horizons("b", 0, 4)]) is DeliveryStatus.SENT
-    assert rules.unread_count(10, 4) == 6 and rules.unread_count(3, 4) == 0
+    assert rules.unread_count(10, 4) == 6
+    assert rules.unread_count(3, 4) == 0
 
 
 def test_participants_and_groups() -> None:

@@ -6,6 +6,7 @@ import datetime
 import math
 
 import pytest
+
 from cellchat.grpcutil import CallLimits, call_deadline
 
 

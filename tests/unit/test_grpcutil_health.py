@@ -5,6 +5,7 @@ from __future__ import annotations
 import purerpc
 import pytest
 import trio
+
 from cellchat.api.health.v1 import health_pb2
 from cellchat.grpcutil import HealthServicer, ServingStatus, StatusCode
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cellchat.grpcutil import Metadata, bearer_token
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import purerpc
 import pytest
 import trio
+from google.protobuf import api_pb2, descriptor_pb2
+
 from cellchat.api.reflection.v1 import reflection_pb2 as v1
 from cellchat.api.reflection.v1alpha import reflection_pb2 as v1alpha
 from cellchat.grpcutil import (
@@ -17,7 +19,6 @@ from cellchat.grpcutil import (
     StatusCode,
     reflection_services,
 )
-from google.protobuf import api_pb2, descriptor_pb2
 
 HEALTH_FILE = "cellchat/api/health/v1/health.proto"
 assert HealthServicer  # its generated module registers HEALTH_FILE in the pool

@@ -6,9 +6,10 @@ import logging
 
 import purerpc
 import pytest
+from google.protobuf.message import DecodeError
+
 from cellchat.grpcutil import ErrorMap, StatusCode, rpc_error, single_exception
 from cellchat.grpcutil.statuses import UNEXPECTED_MESSAGE, status_for_exception
-from google.protobuf.message import DecodeError
 
 
 class Base(Exception):

@@ -166,7 +166,8 @@ def test_marketplace_events_become_schema_valid_frames() -> None:
         events.ProductCardsUpdated(card, 7, (CID,), ("alice", "bob")))
     body = json.loads(envelope.frame)
     jsonschema.validate(body, schemas.SERVER[kind])
-    assert kind == "product.updated" and body["product"]["available"] is False
+    assert kind == "product.updated"
+    assert body["product"]["available"] is False
     assert CID not in envelope.frame  # no conversation ids: recipients differ in theirs
     assert recipients == ("alice", "bob")
     kind, envelope, recipients = envelope_for(

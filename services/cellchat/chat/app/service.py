@@ -46,8 +46,8 @@ from cellchat.chat.domain.model import (
     Role,
 )
 
-
 _KIND_CACHE_SIZE = 100_000
+NO_CONTEXT = Context()
 PRODUCT_FANOUT_LIMIT = 1000
 
 
@@ -173,7 +173,7 @@ class ChatApp:
         counterpart_id: str,
         *,
         counterpart_role: Role = Role.SELLER,
-        context: Context = Context(),
+        context: Context = NO_CONTEXT,
     ) -> tuple[ConversationView, bool]:
         rules.validate_user_id("counterpart_id", counterpart_id, self.limits)
         if counterpart_id == user_id:
@@ -514,7 +514,7 @@ class ChatApp:
     async def link_order(
         self, order_id: str, buyer_id: str, seller_id: str, card: OrderCard
     ) -> Stored:
-        """OrderCreated: the buyer–seller conversation about this order exists, with the order's
+        """OrderCreated: the buyer-seller conversation about this order exists, with the order's
         card posted by the system. Replays find both (the card's client id is the order id)."""
         view, _ = await self.create_direct(
             buyer_id, seller_id, counterpart_role=Role.SELLER, context=Context(order_id=order_id)

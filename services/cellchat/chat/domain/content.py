@@ -90,7 +90,8 @@ _EXPECTED: dict[MessageKind, type | None] = {
 
 
 def validate_content(
-    kind: MessageKind, text: str, attachment: Attachment | None, limits: Limits, *, system: bool
+    kind: MessageKind, text: str, attachment: Attachment | None, limits: Limits, *,
+    system: bool,
 ) -> None:
     """Raise `InvalidArgument` unless the kind, text and attachment fit together."""
     if kind is MessageKind.SYSTEM:
@@ -142,7 +143,9 @@ def _validate_attachment(attachment: Attachment, limits: Limits) -> None:
 
 
 def _money_dict(money: Money | None) -> dict[str, Any] | None:
-    return None if money is None else {"amount_minor": money.amount_minor, "currency": money.currency}
+    if money is None:
+        return None
+    return {"amount_minor": money.amount_minor, "currency": money.currency}
 
 
 def _money(value: dict[str, Any] | None) -> Money | None:
