@@ -105,7 +105,7 @@ def validate_content(
         if attachment is not None:
             raise InvalidArgument("attachment", "text messages carry no attachment")
         return
-    if not isinstance(attachment, expected):
+    if attachment is None or not isinstance(attachment, expected):
         raise InvalidArgument(kind.value, f"{kind.value} messages need a {kind.value} attachment")
     _validate_attachment(attachment, limits)
 

@@ -5,6 +5,9 @@ domain exceptions and `CHAT_ERRORS` decides their statuses (the server closes ev
 call through it). Deadlines are enforced by the server (grpcutil).
 """
 
+# purerpc passes a handler's request headers through a second parameter named `request`
+# (grpcutil.metadata); the generated base class declares one parameter, hence the overrides.
+# mypy: disable-error-code="override"
 from __future__ import annotations
 
 from cellchat.api.chat.v1 import chat_grpc

@@ -47,8 +47,8 @@ STATUSES = {
     DeliveryStatus.DELIVERED: pb.DELIVERY_STATUS_DELIVERED,
     DeliveryStatus.READ: pb.DELIVERY_STATUS_READ,
 }
-_KIND_FROM_PB = {v: k for k, v in MESSAGE_KINDS.items()}
-_ROLE_FROM_PB = {v: k for k, v in ROLES.items()}
+_KIND_FROM_PB: dict[int, MessageKind] = {v: k for k, v in MESSAGE_KINDS.items()}
+_ROLE_FROM_PB: dict[int, Role] = {v: k for k, v in ROLES.items()}
 
 
 def message_kind(value: int) -> MessageKind:
