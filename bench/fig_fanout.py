@@ -55,6 +55,8 @@ class FanoutRun:
         self.first_send = 0.0
         self.stop_sending = False
         self.window = 1
+        self._lost_seen = pool.lost
+        self._expected = sum(1 for c in subscribers if c.state == OPEN)
 
     def on_text(self, conn: Conn, payload: bytes) -> None:
         if conn is self.sender:
@@ -78,7 +80,11 @@ class FanoutRun:
             self.top_up()
 
     def expected(self) -> int:
-        return sum(1 for c in self.subscribers if c.state == OPEN)
+        """Subscribers still open (recounted only when a connection was lost)."""
+        if self._lost_seen != self.pool.lost:
+            self._lost_seen = self.pool.lost
+            self._expected = sum(1 for c in self.subscribers if c.state == OPEN)
+        return self._expected
 
     def in_flight(self) -> int:
         return self.next_index - self.completed
@@ -99,11 +105,12 @@ class FanoutRun:
         self.measure_from = 1 << 62
         self.top_up()
         if not self.pool.run_until(lambda: self.completed >= warmup_messages,
-                                   drain_timeout):
+                                   drain_timeout, progress=lambda: self.completed):
             raise RuntimeError(f"warm-up stalled: {self.completed}/{warmup_messages} messages "
                                f"reached all subscribers; closes {self.pool.closed_by_server}")
         self.stop_sending = True
-        self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout)
+        self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout,
+                            progress=lambda: self.completed)
         # Measured: keep `window` messages in flight for `seconds`, then let them land.
         self.measure_from = self.next_index
         self.stop_sending = False
@@ -117,7 +124,8 @@ class FanoutRun:
             elif time.monotonic() - last_progress > drain_timeout:
                 raise RuntimeError(f"fan-out stalled; closes {self.pool.closed_by_server}")
         self.stop_sending = True
-        drained = self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout)
+        drained = self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout,
+                                      progress=lambda: self.completed)
         elapsed = max(1e-9, self.last_delivery - self.first_send)
         measured = self.next_index - self.measure_from
         return {

@@ -5,9 +5,10 @@ heads are the service's own), then filled directly with the driver in the schema
 (cql/001_init.cql, services/cellchat/chat/storage/cql.py): messages partitioned by
 (conversation_id, bucket = seq // 1000), every row written with the service's own `msg_insert`
 statement, 100 rows of one partition per UNLOGGED batch (single-partition, so one mutation on
-one replica), 64 batches in flight (`execute_concurrent`); each partition's static `last_seq`
-set to its highest seq, and the conversation head written USING TIMESTAMP <last seq>, exactly
-as a send leaves them. Messages carry 150-byte texts.
+one replica), 16 batches in flight (`execute_concurrent`, in chunks whose timed-out batches
+are written again); each partition's static `last_seq` set to its highest seq, and the
+conversation head written USING TIMESTAMP <last seq>, exactly as a send leaves them. Messages
+carry 150-byte texts.
 
 Then a stock grpc.aio client reads pages (page_size 50) one at a time, alternating between the
 two conversations: pages ending at a random depth (`before_seq` uniform over the history),
@@ -17,6 +18,7 @@ and the newest page. Figure = p99(1M) / p99(1k) of the random-depth pages.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -52,7 +54,7 @@ def _message_ids(first_ms: int, count: int) -> list[bytes]:
 
 
 def fill(host: str, port: int, keyspace: str, cid: str, sender: str, count: int,
-         *, concurrency: int = 32) -> dict[str, Any]:
+         *, concurrency: int = 16) -> dict[str, Any]:
     """Write messages 1..count into `cid`; returns timing. Blocking (driver threads).
 
     Rows are bound once per batch through the driver (which sets the routing key), the other
@@ -111,15 +113,31 @@ def fill(host: str, port: int, keyspace: str, cid: str, sender: str, count: int,
                             batch._add_statement_and_params(True, insert.query_id, values)
                     yield batch, ()
 
-        results = execute_concurrent(session, batches(), concurrency=concurrency,
-                                     raise_on_first_error=True)
-        failed = sum(1 for ok, _ in results if not ok)
+        # In chunks, so a timed-out batch (an overloaded node) can be written again: the rows
+        # are the same values, so a retry is idempotent.
+        retried = 0
+        source = batches()
+        while True:
+            chunk = list(itertools.islice(source, 400))
+            if not chunk:
+                break
+            for attempt in range(6):
+                results = execute_concurrent(session, chunk, concurrency=concurrency,
+                                             raise_on_first_error=False)
+                chunk = [item for item, (ok, _) in zip(chunk, results, strict=True) if not ok]
+                if not chunk:
+                    break
+                retried += len(chunk)
+                time.sleep(0.5 * (attempt + 1))
+            if chunk:
+                raise RuntimeError(f"{len(chunk)} batches still failing after 6 attempts: "
+                                   f"{results[0][1]!r}")
         session.execute(head, (count, count, base_ms + count, cid), timeout=30)
     finally:
         cluster.shutdown()
     seconds = time.monotonic() - began
     return {"messages": count, "seconds": seconds, "rows_per_s": count / seconds,
-            "failed_batches": failed}
+            "retried_batches": retried}
 
 
 async def read_pages(port: int, reader: str, convs: dict[int, tuple[str, int]], pages: int,

@@ -92,6 +92,8 @@ class Pool:
         self.failed = 0
         self.closed_by_server: dict[int, int] = {}
         self.frames_in = 0
+        self.lost = 0  # connections that were open and are not any more
+        self.pending = 0  # connections still connecting or in their handshake
 
     # ------------------------------------------------------------ connecting
 
@@ -102,18 +104,14 @@ class Pool:
         Returns the connections in `paths` order; those refused or broken have a state other
         than OPEN (their `status` says what the server answered)."""
         out: list[Conn | None] = [None] * len(paths)
-        pending = 0
         next_index = 0
         deadline = time.monotonic() + timeout
-        while (next_index < len(paths) or pending) and time.monotonic() < deadline:
-            while next_index < len(paths) and pending < parallel:
+        while (next_index < len(paths) or self.pending) and time.monotonic() < deadline:
+            while next_index < len(paths) and self.pending < parallel:
                 tag = tags[next_index] if tags else None
                 out[next_index] = self._connect(host, port, paths[next_index], next_index, tag)
                 next_index += 1
-                pending += 1
             self.poll(0.05)
-            pending = sum(1 for c in out[:next_index]
-                          if c is not None and c.state in (CONNECTING, HANDSHAKE))
         result = [c for c in out if c is not None]
         for conn in result:
             if conn.state in (CONNECTING, HANDSHAKE):
@@ -126,6 +124,7 @@ class Pool:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Conn(self, sock, handshake_request(host, port, path), index, tag)
         self.conns[conn.fd] = conn
+        self.pending += 1
         code = sock.connect_ex((host, port))
         if code not in (0, errno.EINPROGRESS):
             self._drop(conn)
@@ -151,13 +150,21 @@ class Pool:
                 self._readable(conn)
         return len(events)
 
-    def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+    def run_until(self, done: Callable[[], bool], timeout: float,
+                  progress: Callable[[], Any] | None = None) -> bool:
+        """Drive the pool until `done()`; False after `timeout` seconds, counted from the last
+        change of `progress()` when given (so a slow but moving run is not cut short)."""
         deadline = time.monotonic() + timeout
+        last = progress() if progress is not None else None
         while not done():
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if progress is not None:
+                current = progress()
+                if current != last:
+                    last, deadline = current, now + timeout
+            if now >= deadline:
                 return False
-            self.poll(min(left, 0.05))
+            self.poll(min(deadline - now, 0.05))
         return True
 
     def _connected(self, conn: Conn) -> None:
@@ -226,6 +233,7 @@ class Pool:
                 self._drop(conn)
                 return
             conn.state = OPEN
+            self.pending -= 1
             self.opened += 1
         self._frames(conn)
 
@@ -274,8 +282,12 @@ class Pool:
     def _drop(self, conn: Conn) -> None:
         if conn.state == CLOSED:
             return
-        if conn.state == OPEN and conn.close_code is None:
-            conn.close_code = 1006
+        if conn.state == OPEN:
+            self.lost += 1
+            if conn.close_code is None:
+                conn.close_code = 1006
+        elif conn.state in (CONNECTING, HANDSHAKE):
+            self.pending -= 1
         conn.state = CLOSED
         try:
             self.ep.unregister(conn.fd)
