@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cassandra import InvalidRequest
+from cassandra.cluster import NoHostAvailable
 from kubernetes import client
 
 from cellchat_schema import applied_versions, load_migrations
@@ -254,7 +255,8 @@ def test_operator_killed_while_migrating_converges(
     def lock_held() -> bool:
         try:
             return cql.execute(f"SELECT owner FROM {keyspace}.schema_lock").one() is not None
-        except InvalidRequest:  # the keyspace or the runner's tables are not there yet
+        except (InvalidRequest, NoHostAvailable):
+            # Not there yet, or being created right now ("Unknown CF" while the schema settles).
             return False
 
     wait_for("the operator to hold the migration lock", lock_held, 90, first.tail,
