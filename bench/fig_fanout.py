@@ -143,10 +143,27 @@ class FanoutRun:
         }
 
 
-def _connect(port: int, users: list[str], timeout: float) -> tuple[Pool, list[Conn]]:
+def _connect(port: int, users: list[str], timeout: float, *,
+             parallel: int = 200) -> tuple[Pool, list[Conn]]:
+    """Open one authenticated connection per user, `parallel` handshakes at a time.
+
+    A 503 means "retry" (docs/websocket.md): those handshakes are tried again, a few times,
+    fewer at a time, as a client would; `pool.retried_503` counts them (the figures report
+    it). Any other refusal, or a 503 that persists, is an error."""
     pool = Pool()
-    conns = pool.open_many(HOST, port, [chatapi.ws_path(u) for u in users], tags=users,
-                           timeout=timeout)
+    paths = [chatapi.ws_path(u) for u in users]
+    conns = pool.open_many(HOST, port, paths, tags=users, timeout=timeout, parallel=parallel)
+    for attempt in range(6):
+        again = [i for i, c in enumerate(conns) if c.state != OPEN and c.status == 503]
+        if not again:
+            break
+        pool.retried_503 += len(again)
+        time.sleep(0.5 * (attempt + 1))
+        retried = pool.open_many(HOST, port, [paths[i] for i in again],
+                                 tags=[users[i] for i in again], timeout=timeout,
+                                 parallel=max(5, parallel // 2 ** (attempt + 2)))
+        for i, conn in zip(again, retried, strict=True):
+            conns[i] = conn
     refused = [c for c in conns if c.state != OPEN]
     if refused:
         pool.close_all(linger=0.5)
@@ -197,7 +214,8 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
         with ctx.sampling(server, f"fanout-{label}-{n}"):
             result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                              seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
-        result.update(setup_create_s=created, setup_connect_s=connected)
+        result.update(setup_create_s=created, setup_connect_s=connected,
+                      handshakes_retried_after_503=pool.retried_503)
         return result
     finally:
         pool.close_all()
@@ -239,7 +257,8 @@ def run(ctx: Context) -> list[Row]:
                 results[label][n] = r
                 ctx.note(f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
                          f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, "
-                         f"closes {r['server_closes']}")
+                         f"closes {r['server_closes']}, "
+                         f"handshakes retried after 503: {r['handshakes_retried_after_503']}")
     with ctx.server("ws-peer-fanout", "ws-peer") as peer:
         for n in sizes.fanout_subscribers:
             frame_bytes = results["cellchat"][n]["frame_bytes"] or 500

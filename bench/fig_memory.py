@@ -51,6 +51,7 @@ def _measure(ctx: Context, server: Child, n: int, *, subscribe: bool,
         pool.close_all()
     return {
         "connections": n, "open_at_measure": still_open,
+        "handshakes_retried_after_503": pool.retried_503,
         "rss_before": base, "rss_after": after, "rss_peak_seen": peak,
         "per_connection_bytes": (after - base) / n, "connect_seconds": connect_s,
         "handshakes_per_s": n / connect_s if connect_s else 0.0,

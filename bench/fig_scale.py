@@ -46,6 +46,7 @@ class Receivers:
         self.latencies_ns: list[int] = []
         self.count = 0
         self.measuring = False
+        self.retried_503 = 0
 
     def on_text(self, conn: Conn, payload: bytes) -> None:
         if not payload.startswith(b'{"type":"message.created"'):
@@ -63,6 +64,7 @@ class Receivers:
         for port, users in by_port.items():
             pool, conns = _connect(port, users, ctx.timeout(120))
             _subscribe_all(pool, conns, ctx.timeout(60))
+            self.retried_503 += pool.retried_503
             # Move the connections into one pool (one epoll for the asyncio loop to watch).
             for conn in conns:
                 pool.ep.unregister(conn.fd)

@@ -94,6 +94,7 @@ class Pool:
         self.frames_in = 0
         self.lost = 0  # connections that were open and are not any more
         self.pending = 0  # connections still connecting or in their handshake
+        self.retried_503 = 0  # handshakes answered 503 and tried again (see fig_fanout)
 
     # ------------------------------------------------------------ connecting
 
