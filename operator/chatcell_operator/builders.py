@@ -171,6 +171,20 @@ def _secret_env_and_mounts(cell: CellSpec) -> tuple[list[dict[str, Any]], list[d
         },
     })
     mounts.append({"name": "jwt", "mountPath": f"{SECRETS_DIR}/jwt", "readOnly": True})
+    if cell.jwt.signing is not None:
+        # Replicas sign their service tokens to the presence service with it.
+        env.append({"name": "JWT_SIGNING_KEY_FILE", "value": f"{SECRETS_DIR}/jwt-signing/key"})
+        volumes.append({
+            "name": "jwt-signing",
+            "secret": {
+                "secretName": cell.jwt.signing.name,
+                "items": [{"key": cell.jwt.signing.key, "path": "key"}],
+                "defaultMode": 0o440,
+            },
+        })
+        mounts.append({
+            "name": "jwt-signing", "mountPath": f"{SECRETS_DIR}/jwt-signing", "readOnly": True,
+        })
 
     if cell.redis.secret is not None:
         env.append({

@@ -111,6 +111,7 @@ class Jwt:
     issuer: str
     audience: str
     secret: SecretKeyRef  # HMAC secret (HS*) or PEM public key (the others)
+    signing: SecretKeyRef | None = None  # PEM private key for service tokens (public-key only)
 
     @property
     def symmetric(self) -> bool:
@@ -316,12 +317,22 @@ def parse(spec: Mapping[str, Any], *, name: str, namespace: str) -> CellSpec:
             "one key cannot safely serve both"
         )
     secret_raw = _mapping(jwt_raw, "secretRef", "spec.jwt", required=True)
+    signing_raw = jwt_raw.get("signingSecretRef")
     jwt = Jwt(
         algorithms=algorithms,
         issuer=_get(jwt_raw, "issuer", "spec.jwt", str, "cellchat"),
         audience=_get(jwt_raw, "audience", "spec.jwt", str, "cellchat"),
         secret=_secret_ref(secret_raw, "spec.jwt.secretRef", "jwt"),
+        signing=(
+            _secret_ref(signing_raw, "spec.jwt.signingSecretRef", "signing-key")
+            if isinstance(signing_raw, Mapping) else None
+        ),
     )
+    if jwt.symmetric == (jwt.signing is not None):
+        raise InvalidSpec(
+            "spec.jwt.signingSecretRef is required with public-key algorithms and not allowed "
+            "with HMAC ones"
+        )
 
     policy = _get(spec, "keyspacePolicy", "spec", str, "Retain")
     if policy not in ("Retain", "Delete"):

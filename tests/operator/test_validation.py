@@ -64,6 +64,8 @@ def changed(path: str, value: Any) -> dict[str, Any]:
          "redis: set exactly one of url or secretRef"),
         ("spec.jwt", {"algorithms": ["HS256", "RS256"], "secretRef": {"name": "j"}},
          "jwt.algorithms must not mix HMAC"),
+        ("spec.jwt", {"algorithms": ["RS256"], "secretRef": {"name": "j"}},
+         "jwt.signingSecretRef is required with public-key algorithms"),
         ("spec.cellId", "Cell_1", "spec.cellId in body should match"),
         ("spec.cellId", "c" * 41, "spec.cellId: Too long"),
         ("spec.chat", {"replicas": 101}, "spec.chat.replicas in body should be less than"),

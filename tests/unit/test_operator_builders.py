@@ -50,7 +50,8 @@ def by_kind(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 
 def test_every_manifest_is_valid_for_kubernetes() -> None:
     for spec_changes in ({}, {"redis": {"secretRef": {"name": "r", "key": "url"}}},
-                         {"jwt": {"algorithms": ["RS256"], "secretRef": {"name": "k"}}}):
+                         {"jwt": {"algorithms": ["RS256"], "secretRef": {"name": "k"},
+                                  "signingSecretRef": {"name": "k"}}}):
         for manifest in builders.build_all(cell(**spec_changes), OWNER):
             kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
 
@@ -147,7 +148,8 @@ def test_no_secret_value_or_password_ever_reaches_a_manifest() -> None:
 
 def test_public_key_algorithms_mount_a_public_key() -> None:
     deployment = builders.chat_deployment(
-        cell(jwt={"algorithms": ["ES256"], "secretRef": {"name": "k", "key": "pub.pem"}}), OWNER)
+        cell(jwt={"algorithms": ["ES256"], "secretRef": {"name": "k", "key": "pub.pem"},
+                  "signingSecretRef": {"name": "k"}}), OWNER)
     env = env_of(deployment)
     assert env["JWT_PUBLIC_KEY_FILE"] == "/var/run/secrets/cellchat/jwt/key"
     assert "JWT_SECRET_FILE" not in env
@@ -202,3 +204,21 @@ def test_pdbs_allow_one_pod_at_a_time() -> None:
 def test_replicas_pass_through(replicas: int) -> None:
     assert builders.chat_deployment(cell(chat={"replicas": replicas}), OWNER)["spec"][
         "replicas"] == replicas
+
+
+def test_public_key_cells_mount_a_signing_key_for_service_tokens() -> None:
+    from chatcell_operator.spec import InvalidSpec
+
+    public = {"algorithms": ["RS256"], "secretRef": {"name": "jwt-pub"}}
+    with pytest.raises(InvalidSpec, match="signingSecretRef is required"):
+        cell(jwt=public)
+    with pytest.raises(InvalidSpec, match="not allowed"):
+        cell(jwt={**SPEC["jwt"], "signingSecretRef": {"name": "jwt-private"}})
+    signed = cell(jwt={**public, "signingSecretRef": {"name": "jwt-private"}})
+    env = env_of(builders.chat_deployment(signed, OWNER))
+    assert env["JWT_PUBLIC_KEY_FILE"].endswith("/jwt/key")
+    assert env["JWT_SIGNING_KEY_FILE"].endswith("/jwt-signing/key")
+    volumes = builders.chat_deployment(signed, OWNER)["spec"]["template"]["spec"]["volumes"]
+    assert {"key": "signing-key", "path": "key"} in [
+        item for v in volumes if v["name"] == "jwt-signing" for item in v["secret"]["items"]]
+    assert "JWT_SIGNING_KEY_FILE" not in env_of(builders.chat_deployment(cell(), OWNER))
