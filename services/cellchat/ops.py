@@ -31,6 +31,24 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 ReadinessCheck = Callable[[], Awaitable[bool] | bool]
 
+#: A conversation id no conversation has: reading its last seq is a cheap database round trip.
+_PROBE_CONVERSATION = "00000000-0000-0000-0000-000000000000"
+
+
+def store_and_broker_checks(store: Any, broker: Any, metrics: Metrics
+                            ) -> dict[str, ReadinessCheck]:
+    """The readiness checks every process with a chat store and a broker has."""
+
+    async def store_ready() -> bool:
+        await store.get_last_seq(_PROBE_CONVERSATION)
+        return True
+
+    def broker_ready() -> bool:
+        metrics.broker_up.set(1 if broker.ready else 0)
+        return bool(broker.ready)
+
+    return {"store": store_ready, "broker": broker_ready}
+
 
 class Metrics:
     def __init__(self) -> None:

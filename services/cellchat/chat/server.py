@@ -42,7 +42,7 @@ from cellchat.chat.realtime.websocket import ChatSocketServer, SocketConfig, ser
 from cellchat.chat.transport.grpc_api import CHAT_ERRORS, ChatServicer
 from cellchat.grpcutil.health import HealthServicer, ServingStatus
 from cellchat.grpcutil.server import serve_grpc
-from cellchat.ops import InstrumentedStore, Metrics, serve_ops
+from cellchat.ops import InstrumentedStore, Metrics, serve_ops, store_and_broker_checks
 from cellchat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,15 +133,7 @@ async def serve_chat(
         sockets = ChatSocketServer(app, verifier, hub, events, metrics, socket_config(settings),
                                    presence.hook)
 
-        async def store_ready() -> bool:
-            await raw_store.get_last_seq("00000000-0000-0000-0000-000000000000")
-            return True
-
-        def broker_ready() -> bool:
-            metrics.broker_up.set(1 if broker.ready else 0)
-            return broker.ready
-
-        checks = {"store": store_ready, "broker": broker_ready,
+        checks = {**store_and_broker_checks(raw_store, broker, metrics),
                   "accepting": lambda: sockets.accepting}
         health = HealthServicer()
         health.set(CHAT_SERVICE, ServingStatus.SERVING)

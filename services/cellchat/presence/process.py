@@ -33,7 +33,7 @@ from cellchat.chat.realtime.broker import open_broker
 from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.hub import Hub
 from cellchat.chat.realtime.presence_frames import PresenceAudience, PresenceFrames
-from cellchat.ops import InstrumentedStore, Metrics, serve_ops
+from cellchat.ops import InstrumentedStore, Metrics, serve_ops, store_and_broker_checks
 from cellchat.presence.server import serve_presence
 from cellchat.presence.sinks import ChangeSinks
 from cellchat.settings import Settings, SettingsError
@@ -89,14 +89,6 @@ async def serve_presence_process(
         if presence_events is not None:
             sinks.add(presence_events)  # UserOnline / UserOffline for the marketplace
 
-        async def store_ready() -> bool:
-            await raw_store.get_last_seq("00000000-0000-0000-0000-000000000000")
-            return True
-
-        def broker_ready() -> bool:
-            metrics.broker_up.set(1 if broker.ready else 0)
-            return broker.ready
-
         async with trio.open_nursery() as nursery:
             await nursery.start(frames.run)
             if marketplace.relay is not None:
@@ -105,6 +97,6 @@ async def serve_presence_process(
                 serve_presence, settings, directory=ChatDirectory(store), sink=sinks))
             ops_port: int = await nursery.start(
                 serve_ops, settings.host, settings.ops_port, metrics,
-                {"store": store_ready, "broker": broker_ready})
+                store_and_broker_checks(raw_store, broker, metrics))
             log.info("presence process ready: gRPC %d, ops %d", grpc_port, ops_port)
             task_status.started(PresencePorts(grpc_port, ops_port))
