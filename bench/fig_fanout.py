@@ -24,10 +24,11 @@ import json
 import re
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 from bench import chatapi
-from bench.common import HOST, Child, Row, summary_ms
+from bench.common import HOST, Child, Row, cpu_seconds, summary_ms
 from bench.context import Context
 from bench.wsclient import OPEN, Conn, Pool
 
@@ -143,25 +144,32 @@ class FanoutRun:
         }
 
 
-def _connect(port: int, users: list[str], timeout: float, *,
-             parallel: int = 200) -> tuple[Pool, list[Conn]]:
+def _connect(port: int, users: list[str], timeout: float, *, parallel: int = 200,
+             retry_budget: float = 60.0) -> tuple[Pool, list[Conn]]:
     """Open one authenticated connection per user, `parallel` handshakes at a time.
 
-    A 503 means "retry" (docs/websocket.md): those handshakes are tried again, a few times,
-    fewer at a time, as a client would; `pool.retried_503` counts them (the figures report
-    it). Any other refusal, or a 503 that persists, is an error."""
+    A 503 means "retry" (docs/websocket.md): those handshakes are tried again, fewer at a
+    time, with a growing pause, as a client would, for at most `retry_budget` seconds;
+    `pool.retried_503` counts them (the figures report it). Any other refusal, or a 503 that
+    outlasts the budget, is an error."""
     pool = Pool()
     paths = [chatapi.ws_path(u) for u in users]
     conns = pool.open_many(HOST, port, paths, tags=users, timeout=timeout, parallel=parallel)
-    for attempt in range(6):
+    give_up = time.monotonic() + retry_budget
+    attempt = 0
+    while time.monotonic() < give_up:
         again = [i for i, c in enumerate(conns) if c.state != OPEN and c.status == 503]
         if not again:
             break
         pool.retried_503 += len(again)
-        time.sleep(0.5 * (attempt + 1))
+        attempt += 1
+        pause = min(5.0, 0.5 * attempt)
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:  # keep the open ones read meanwhile
+            pool.poll(0.05)
         retried = pool.open_many(HOST, port, [paths[i] for i in again],
                                  tags=[users[i] for i in again], timeout=timeout,
-                                 parallel=max(5, parallel // 2 ** (attempt + 2)))
+                                 parallel=max(5, parallel >> (attempt + 1)))
         for i, conn in zip(again, retried, strict=True):
             conns[i] = conn
     refused = [c for c in conns if c.state != OPEN]
@@ -169,8 +177,24 @@ def _connect(port: int, users: list[str], timeout: float, *,
         pool.close_all(linger=0.5)
         statuses = sorted({c.status for c in refused})
         raise RuntimeError(f"{len(refused)} of {len(users)} WebSocket handshakes failed "
-                           f"(HTTP {statuses})")
+                           f"(HTTP {statuses}) after {pool.retried_503} retries in "
+                           f"{retry_budget:.0f}s")
     return pool, conns
+
+
+def wait_quiet(pool: Pool, pid: int, *, limit: float, busy_below: float = 0.15
+               ) -> tuple[float, bool]:
+    """Keep reading until the server under test uses less than `busy_below` of a core over a
+    second (what connecting set off, e.g. presence announcements, has settled), at most
+    `limit` seconds. Returns (seconds waited, whether it went quiet)."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            pool.poll(0.05)
+        if (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) < busy_below:
+            return time.monotonic() - began, True
+    return time.monotonic() - began, False
 
 
 def _subscribe_all(pool: Pool, conns: list[Conn], timeout: float) -> None:
@@ -198,10 +222,14 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
     began = time.monotonic()
     cid = chatapi.create_group(port, admin, members, f"fan-out {n}")
     created = time.monotonic() - began
-    pool, conns = _connect(ws_port, [*members, admin], ctx.timeout(300))
+    pool, conns = _connect(ws_port, [*members, admin], ctx.timeout(300),
+                           retry_budget=ctx.timeout(90))
     try:
         connected = time.monotonic() - began - created
         _subscribe_all(pool, conns, ctx.timeout(120))
+        # Connecting N members of one group sets off work in cellchat (each connection's
+        # presence is announced to everyone sharing a conversation): measure once it is done.
+        busy_s, quiet = wait_quiet(pool, server.pid, limit=ctx.timeout(120))
         sender, subscribers = conns[-1], conns[:-1]
 
         def frame_for(index: int, sent_ns: int) -> bytes:
@@ -215,26 +243,31 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
             result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                              seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
         result.update(setup_create_s=created, setup_connect_s=connected,
-                      handshakes_retried_after_503=pool.retried_503)
+                      handshakes_retried_after_503=pool.retried_503,
+                      busy_after_connect_s=busy_s, quiet_before_measuring=quiet)
         return result
     finally:
         pool.close_all()
 
 
-def measure_peer(ctx: Context, ws_port: int, n: int, frame_bytes: int) -> dict[str, Any]:
+def measure_peer(ctx: Context, ws_port: int, pid: int, n: int,
+                 frame_bytes: int) -> dict[str, Any]:
     sizes = ctx.sizes
     tag = uuid.uuid4().hex[:6]
     users = [f"fan-peer-{n}-u{i}-{tag}" for i in range(n)] + [f"fan-peer-{n}-sender-{tag}"]
     pool, conns = _connect(ws_port, users, ctx.timeout(300))
     try:
         sender, subscribers = conns[-1], conns[:-1]
+        busy_s, quiet = wait_quiet(pool, pid, limit=ctx.timeout(120))
 
         def frame_for(index: int, sent_ns: int) -> bytes:
             return chatapi.text_of(index, sent_ns, frame_bytes).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
-        return run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
-                       seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
+                         seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        result.update(busy_after_connect_s=busy_s, quiet_before_measuring=quiet)
+        return result
     finally:
         pool.close_all()
 
@@ -246,37 +279,58 @@ _CELLCHAT_ENV = {
 }
 
 
+def _describe(label: str, n: int, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{label} {n} subscribers: FAILED: {r['error']}"
+    return (f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
+            f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, closes "
+            f"{r['server_closes']}, 503s retried {r.get('handshakes_retried_after_503', 0)}, "
+            f"busy {r['busy_after_connect_s']:.0f}s after connecting"
+            f"{'' if r['quiet_before_measuring'] else ' (still busy when measured)'}")
+
+
 def run(ctx: Context) -> list[Row]:
     sizes = ctx.sizes
     results: dict[str, dict[int, dict[str, Any]]] = {"cellchat": {}, "cellchat-redis": {},
                                                     "peer": {}}
+
+    def attempt(label: str, n: int, measure: Any) -> None:
+        try:
+            results[label][n] = measure()
+        except Exception as exc:  # one failed series must not hide the others
+            results[label][n] = {"error": f"{type(exc).__name__}: {exc}"}
+        ctx.note(_describe(label, n, results[label][n]))
+
     for label, redis in (("cellchat", False), ("cellchat-redis", True)):
         with ctx.cellchat(f"{label}-fanout", redis=redis, extra=_CELLCHAT_ENV) as server:
             for n in sizes.fanout_subscribers:
-                r = measure_cellchat(ctx, server, n, label)
-                results[label][n] = r
-                ctx.note(f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
-                         f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, "
-                         f"closes {r['server_closes']}, "
-                         f"handshakes retried after 503: {r['handshakes_retried_after_503']}")
+                attempt(label, n, partial(measure_cellchat, ctx, server, n, label))
     with ctx.server("ws-peer-fanout", "ws-peer") as peer:
         for n in sizes.fanout_subscribers:
-            frame_bytes = results["cellchat"][n]["frame_bytes"] or 500
-            r = measure_peer(ctx, peer.info["ws"], n, frame_bytes)
-            results["peer"][n] = r
-            ctx.note(f"websockets peer {n} subscribers: {r['rate']:,.0f} deliveries/s, "
-                     f"p99 {r['latency']['p99_ms']:.0f} ms")
+            frame_bytes = results["cellchat"][n].get("frame_bytes") or 529
+            attempt("peer", n, partial(measure_peer, ctx, peer.info["ws"], peer.pid, n,
+                                       frame_bytes))
+
+    def value(r: dict[str, Any], *path: str) -> float | None:
+        found: Any = r
+        for key in path:
+            if not isinstance(found, dict) or key not in found:
+                return None
+            found = found[key]
+        return float(found)
 
     rows: list[Row] = []
     for n in sizes.fanout_subscribers:
         c, cr, p = results["cellchat"][n], results["cellchat-redis"][n], results["peer"][n]
+        error = c.get("error") or p.get("error") or ""
         rows.append(Row(f"fanout_{n}", f"1 fan-out {n:,} subs, deliveries/s", "/s",
-                        c["rate"], p["rate"], "websockets", ">= 1.0x", "higher", 1.0,
-                        details={"cellchat": c, "peer": p}))
+                        value(c, "rate"), value(p, "rate"), "websockets", ">= 1.0x", "higher",
+                        1.0, details={"cellchat": c, "peer": p}, error=error))
         rows.append(Row(f"fanout_{n}_p99", f"1 fan-out {n:,} subs, p99", "ms",
-                        c["latency"]["p99_ms"], p["latency"]["p99_ms"], "websockets", "(info)",
-                        "lower", None))
+                        value(c, "latency", "p99_ms"), value(p, "latency", "p99_ms"),
+                        "websockets", "(info)", "lower", None, error=error))
         rows.append(Row(f"fanout_{n}_redis", f"1 fan-out {n:,} subs via Redis, deliveries/s",
-                        "/s", cr["rate"], p["rate"], "websockets", ">= 1.0x", "higher", 1.0,
-                        details={"cellchat": cr}))
+                        "/s", value(cr, "rate"), value(p, "rate"), "websockets", ">= 1.0x",
+                        "higher", 1.0, details={"cellchat": cr},
+                        error=cr.get("error") or p.get("error") or ""))
     return rows
