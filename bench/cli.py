@@ -3,7 +3,7 @@
     python -m bench                 default run (a few minutes)
     python -m bench --long          longer measurements, several rounds
     python -m bench --smoke         tiny sizes (CI): checks that every figure still runs
-    python -m bench --only grpc,send
+    python -m bench --only grpc,send    (fanout presence memory grpc send history scale)
     python -m bench --cassandra 127.0.0.1:9042 --redis redis://127.0.0.1:6379  (reuse servers)
 
 A figure that breaks is reported as FAILED in the table (with the error in the JSON) and the
@@ -30,6 +30,7 @@ from bench.context import DEFAULT, LONG, SMOKE, Context
 # competes for the two cores.
 FIGURES: dict[str, tuple[str, str]] = {
     "fanout": ("bench.fig_fanout", "1 fan-out"),
+    "presence": ("bench.fig_presence", "1b presence on connect"),
     "memory": ("bench.fig_memory", "2 idle memory"),
     "grpc": ("bench.fig_grpc", "4 gRPC"),
     "send": ("bench.fig_send", "3 SendMessage"),

@@ -23,6 +23,7 @@ class Sizes:
     fanout_subscribers: tuple[int, ...] = (1000, 5000)
     fanout_seconds: float = 6.0
     fanout_window: int = 4
+    presence_members: int = 200
     memory_connections: int = 10_000
     settle_s: float = 1.5
     grpc_seconds: float = 4.0
@@ -40,7 +41,8 @@ class Sizes:
 
 
 SMOKE = Sizes(
-    fanout_subscribers=(20, 50), fanout_seconds=0.7, memory_connections=200, settle_s=0.3,
+    fanout_subscribers=(20, 50), fanout_seconds=0.7, presence_members=20,
+    memory_connections=200, settle_s=0.3,
     grpc_seconds=0.6, grpc_concurrency=4, grpc_stream_messages=200, rounds=1, send_seconds=2.0,
     send_concurrency=4, history_sizes=(100, 2000), history_pages=20, scale_seconds=2.0,
     scale_pairs=4, e2e_seconds=1.5, timeout_scale=0.5,

@@ -220,11 +220,20 @@ async def _main(args: argparse.Namespace, work: list[list[str]]) -> dict[str, An
                     if began >= measure_from:
                         latencies.append(ended - began)
 
-        await asyncio.wait_for(asyncio.gather(*(worker(*w) for w in work)),
+        cpu: dict[str, float] = {}
+
+        async def clock() -> None:  # this process's CPU over the measured window
+            await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
+            cpu["from"] = time.process_time()
+            await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+            cpu["to"] = time.process_time()
+
+        await asyncio.wait_for(asyncio.gather(clock(), *(worker(*w) for w in work)),
                                timeout=args.warmup + args.seconds + 60)
     finally:
         await loop.run_in_executor(None, cluster.shutdown)
     return {"mode": args.mode, "sends": done, "seconds": args.seconds,
+            "cpu_ms_per_send": (cpu["to"] - cpu["from"]) / max(1, done) * 1e3,
             "rate": done / args.seconds, "latencies": latencies, "errors": len(errors),
             "error_sample": errors[:3], "workers": len(work)}
 

@@ -1,10 +1,11 @@
 """Figure 1: fan-out of one conversation to 1,000 and 5,000 WebSocket subscribers.
 
 cellchat: one replica (`cellchat run`: embedded store, in-process broker; a second series with
-the Redis broker, as replicas run in production). One group conversation with N members, each
-connected once over /ws/chat (authenticated, `subscribe`d); its admin sends 150-byte text
-messages with `send` frames on its own connection. Delivered = a `message.created` frame read
-by a member's connection.
+the Redis broker, as replicas run in production). N users and an admin connect once each over
+/ws/chat (authenticated, `subscribe`d), then the admin creates a group with all of them (so
+connecting sets off no presence announcements to the group: fig_presence.py measures those),
+and sends 150-byte text messages with `send` frames on its own connection. Delivered = a
+`message.created` frame read by a member's connection.
 
 Peer: a minimal server on the `websockets` library (bench/servers.py `ws-peer`): the same JWT
 check before the upgrade, compression off, and every received message broadcast() to every
@@ -60,7 +61,7 @@ class FanoutRun:
         self._expected = sum(1 for c in subscribers if c.state == OPEN)
 
     def on_text(self, conn: Conn, payload: bytes) -> None:
-        if conn is self.sender:
+        if conn is self.sender or not payload.startswith((b'{"type":"message.created"', b"bm")):
             return
         match = MARK.search(payload)
         if match is None:
@@ -219,17 +220,28 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
     tag = uuid.uuid4().hex[:6]
     admin = f"fan-{label}-{n}-admin-{tag}"
     members = [f"fan-{label}-{n}-u{i}-{tag}" for i in range(n)]
+    # Members connect first and the group is created afterwards: a member who connects while
+    # in the group has its presence announced to every other member (O(N^2) frames for the
+    # group; bench/fig_presence.py measures that), which would still be running here.
     began = time.monotonic()
-    cid = chatapi.create_group(port, admin, members, f"fan-out {n}")
-    created = time.monotonic() - began
     pool, conns = _connect(ws_port, [*members, admin], ctx.timeout(300),
                            retry_budget=ctx.timeout(90))
     try:
-        connected = time.monotonic() - began - created
+        connected = time.monotonic() - began
         _subscribe_all(pool, conns, ctx.timeout(120))
-        # Connecting N members of one group sets off work in cellchat (each connection's
-        # presence is announced to everyone sharing a conversation): measure once it is done.
-        busy_s, quiet = wait_quiet(pool, server.pid, limit=ctx.timeout(120))
+        created_frames = {"n": 0}
+
+        def on_created(conn: Conn, payload: bytes) -> None:
+            if payload.startswith(b'{"type":"conversation.created"'):
+                created_frames["n"] += 1
+
+        pool.on_text = on_created
+        began = time.monotonic()
+        cid = chatapi.create_group(port, admin, members, f"fan-out {n}")
+        pool.run_until(lambda: created_frames["n"] >= len(conns), ctx.timeout(120),
+                       progress=lambda: created_frames["n"])
+        created = time.monotonic() - began
+        busy_s, quiet = wait_quiet(pool, server.pid, limit=ctx.timeout(60))
         sender, subscribers = conns[-1], conns[:-1]
 
         def frame_for(index: int, sent_ns: int) -> bytes:
@@ -243,6 +255,7 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
             result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                              seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
         result.update(setup_create_s=created, setup_connect_s=connected,
+                      conversation_created_frames=created_frames["n"],
                       handshakes_retried_after_503=pool.retried_503,
                       busy_after_connect_s=busy_s, quiet_before_measuring=quiet)
         return result

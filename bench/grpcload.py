@@ -22,6 +22,16 @@ def channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=_OPTIONS)
 
 
+async def window_cpu(pid: int, *, warmup: float, duration: float) -> float:
+    """CPU seconds process `pid` uses over the window a closed_loop started now measures."""
+    from bench.common import cpu_seconds
+
+    await asyncio.sleep(warmup)
+    before = cpu_seconds(pid)
+    await asyncio.sleep(duration)
+    return cpu_seconds(pid) - before
+
+
 async def closed_loop(call: Callable[[int, int], Awaitable[int]], *, concurrency: int,
                       duration: float, warmup: float = 0.5,
                       max_calls: int = 10_000_000) -> dict[str, Any]:

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {
     **{f"fanout_{n}": True for n in SMOKE.fanout_subscribers},
     **{f"fanout_{n}_redis": True for n in SMOKE.fanout_subscribers},
+    "presence_storm": True,
     "memory": True,
     "grpc_unary": True,
     "grpc_stream": True,
