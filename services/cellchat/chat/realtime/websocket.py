@@ -34,7 +34,7 @@ from trio_websocket import (
 )
 
 from cellchat.auth import Principal, TokenVerifier
-from cellchat.chat.app.service import ChatApp, NewMessage
+from cellchat.chat.app.service import ChatApp, MessagePage, NewMessage
 from cellchat.chat.domain.errors import ChatError, Unauthenticated
 from cellchat.chat.domain.model import Context, Participant
 from cellchat.chat.realtime import frames
@@ -167,6 +167,8 @@ class ChatSocketServer:
                                  body=body)
         except ConnectionClosed:
             pass
+        finally:
+            await _close_rejected(request)
 
 
 class Session:
@@ -405,6 +407,14 @@ class Session:
             except ChatError as exc:
                 self._error(exc.code, f"{conversation_id}: {exc}", ref=frame.ref,
                             field="positions")
+            except Exception:
+                # Any other failure (a bug, an untranslated storage error) is answered for
+                # this conversation like the others: escaping here would leave the gate
+                # holding, and the live stream would go silent until the held events
+                # overflowed into a 4009 for a client that reads fine.
+                log.exception("replay failed", extra=self._log_extra)
+                self._error("internal", f"{conversation_id}: internal error", ref=frame.ref,
+                            field="positions")
             if self.outbox.closed:
                 return
         for envelope in gate.release():
@@ -414,8 +424,18 @@ class Session:
     async def _replay(self, conversation_id: str, position: int) -> int:
         app = self.server.app
         gate = self.outbox.gate
-        page = await app.get_messages(self.user_id, conversation_id, after_seq=position,
-                                      page_size=_REPLAY_PAGE)
+        # The conversation first (not_found if the user is not in it): a position beyond its
+        # last seq gets `position_ahead` without asking storage for messages after a seq that
+        # cannot exist, which a store may not even express (on Cassandra, a seq of 2**70
+        # failed to bind and the subscribe was answered `internal`). Its horizons are the
+        # `status` frames after the replay: a change meanwhile is held live and follows them.
+        view = await app.get_conversation(self.user_id, conversation_id)
+        if position > view.last_seq:
+            gate.position(conversation_id, view.last_seq)
+            self.outbox.put(frames.encode_resync(conversation_id, position, view.last_seq,
+                                                 "position_ahead"))
+            return 0
+        page = await self._page_after(conversation_id, position)
         last_seq = page.last_seq
         reason = ""
         if position > last_seq:
@@ -438,14 +458,45 @@ class Session:
                     count += 1
             if not page.has_more or not page.messages:
                 break
-            page = await app.get_messages(self.user_id, conversation_id,
-                                          after_seq=page.messages[-1].seq,
-                                          page_size=_REPLAY_PAGE)
-        view = await app.get_conversation(self.user_id, conversation_id)
+            page = await self._page_after(conversation_id, page.messages[-1].seq)
         for horizon in view.horizons:
             self.outbox.put(frames.encode_status(conversation_id, horizon.user_id,
                                                  horizon.read_seq, horizon.delivered_seq))
         return count
+
+    async def _page_after(self, conversation_id: str, seq: int) -> MessagePage:
+        """The next replay page: messages after `seq`, oldest first.
+
+        To the use case `after_seq=0` means "not given", i.e. the newest page, newest first:
+        a replay from position 0 sent the newest 100 messages in reverse, then only duplicates,
+        and silently skipped everything older (a gap). So the first page from 0 is asked as
+        "older than seq page + 1" (seqs start at 1) and put in seq order."""
+        app = self.server.app
+        if seq > 0:
+            return await app.get_messages(self.user_id, conversation_id, after_seq=seq,
+                                          page_size=_REPLAY_PAGE)
+        page = await app.get_messages(self.user_id, conversation_id,
+                                      before_seq=_REPLAY_PAGE + 1, page_size=_REPLAY_PAGE)
+        messages = tuple(sorted(page.messages, key=lambda m: m.seq))
+        newest = messages[-1].seq if messages else 0
+        return attrs.evolve(page, messages=messages, has_more=page.last_seq > newest)
+
+
+async def _close_rejected(request: WebSocketRequest) -> None:
+    """Close the TCP connection of a refused handshake once the answer is written.
+
+    trio-websocket (0.12) does not: after `reject()` its `aclose()` returns at once (the
+    connection already has a close reason) and its reader task keeps waiting for bytes, so a
+    client that keeps the socket open after a 401/403/404/503 would hold a task and a file
+    descriptor on the replica for as long as it likes (tests/integration/
+    test_ws_adversarial.py). The response is already in the kernel's send buffer: closing
+    sends it, then FIN; the reader task ends on the closed stream. The library exposes no
+    public way to reach the stream, hence the guarded private attributes: if they ever move,
+    this does nothing and the test above fails."""
+    stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if isinstance(stream, trio.abc.AsyncResource):
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await stream.aclose()
 
 
 def _frame_type(frame: frames.ClientFrame) -> str:
