@@ -82,6 +82,11 @@ def cpu_seconds(pid: int) -> float:
 # ---------------------------------------------------------------- results
 
 
+class ServiceFailure(RuntimeError):
+    """The server under test failed under the figure's load (refused clients, dropped them,
+    stopped delivering): a result to report, not a broken benchmark."""
+
+
 @attrs.define
 class Row:
     """One line of the table: a figure, cellchat's value, the peer's, and the target."""
@@ -100,6 +105,8 @@ class Row:
     absolute: bool = False
     details: dict[str, Any] = attrs.field(factory=dict)
     error: str = ""
+    #: The error is the service's failure under load (ServiceFailure), not the benchmark's.
+    service_failure: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -120,6 +127,7 @@ class Row:
             "cellchat": self.cellchat, "peer": self.peer, "peer_name": self.peer_name,
             "ratio": self.ratio, "target": self.target, "met": self.met,
             "details": self.details, "error": self.error,
+            "service_failure": self.service_failure,
         }
 
 
@@ -140,8 +148,9 @@ def render_table(rows: Iterable[Row]) -> str:
     lines = [header]
     for row in rows:
         if row.error:
-            lines.append((row.figure, "FAILED", row.peer_name, "-", row.target,
-                          row.error[:60]))
+            what = "SERVICE FAILED" if row.service_failure else "FAILED"
+            lines.append((row.figure, what, fmt(row.peer, row.unit), "-", row.target,
+                          row.error[:70]))
             continue
         peer = fmt(row.peer, row.unit)
         if row.peer_name:

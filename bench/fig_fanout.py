@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from bench import chatapi
-from bench.common import HOST, Child, Row, cpu_seconds, summary_ms
+from bench.common import HOST, Child, Row, ServiceFailure, cpu_seconds, summary_ms
 from bench.context import Context
 from bench.wsclient import OPEN, Conn, Pool
 
@@ -108,7 +108,7 @@ class FanoutRun:
         self.top_up()
         if not self.pool.run_until(lambda: self.completed >= warmup_messages,
                                    drain_timeout, progress=lambda: self.completed):
-            raise RuntimeError(f"warm-up stalled: {self.completed}/{warmup_messages} messages "
+            raise ServiceFailure(f"warm-up stalled: {self.completed}/{warmup_messages} messages "
                                f"reached all subscribers; closes {self.pool.closed_by_server}")
         self.stop_sending = True
         self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout,
@@ -124,7 +124,7 @@ class FanoutRun:
             if self.completed != last_completed:
                 last_progress, last_completed = time.monotonic(), self.completed
             elif time.monotonic() - last_progress > drain_timeout:
-                raise RuntimeError(f"fan-out stalled; closes {self.pool.closed_by_server}")
+                raise ServiceFailure(f"fan-out stalled; closes {self.pool.closed_by_server}")
         self.stop_sending = True
         drained = self.pool.run_until(lambda: self.in_flight() == 0, drain_timeout,
                                       progress=lambda: self.completed)
@@ -177,7 +177,7 @@ def _connect(port: int, users: list[str], timeout: float, *, parallel: int = 200
     if refused:
         pool.close_all(linger=0.5)
         statuses = sorted({c.status for c in refused})
-        raise RuntimeError(f"{len(refused)} of {len(users)} WebSocket handshakes failed "
+        raise ServiceFailure(f"{len(refused)} of {len(users)} WebSocket handshakes failed "
                            f"(HTTP {statuses}) after {pool.retried_503} retries in "
                            f"{retry_budget:.0f}s")
     return pool, conns
@@ -211,7 +211,7 @@ def _subscribe_all(pool: Pool, conns: list[Conn], timeout: float) -> None:
     for conn in conns:
         conn.send_text(frame)
     if not pool.run_until(lambda: not waiting, timeout):
-        raise RuntimeError(f"{len(waiting)} connections never got `subscribed`")
+        raise ServiceFailure(f"{len(waiting)} connections never got `subscribed`")
 
 
 def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[str, Any]:
@@ -238,9 +238,13 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
         pool.on_text = on_created
         began = time.monotonic()
         cid = chatapi.create_group(port, admin, members, f"fan-out {n}")
-        pool.run_until(lambda: created_frames["n"] >= len(conns), ctx.timeout(120),
+        pool.run_until(lambda: created_frames["n"] >= pool.open_count, ctx.timeout(120),
                        progress=lambda: created_frames["n"])
         created = time.monotonic() - began
+        if pool.lost:
+            raise ServiceFailure(
+                f"creating the group closed {pool.lost} of {len(conns)} connections "
+                f"(close codes {pool.closed_by_server}; 1012 = the replica lost its broker)")
         busy_s, quiet = wait_quiet(pool, server.pid, limit=ctx.timeout(60))
         sender, subscribers = conns[-1], conns[:-1]
 
@@ -311,7 +315,8 @@ def run(ctx: Context) -> list[Row]:
         try:
             results[label][n] = measure()
         except Exception as exc:  # one failed series must not hide the others
-            results[label][n] = {"error": f"{type(exc).__name__}: {exc}"}
+            results[label][n] = {"error": f"{type(exc).__name__}: {exc}",
+                                 "service_failure": isinstance(exc, ServiceFailure)}
         ctx.note(_describe(label, n, results[label][n]))
 
     for label, redis in (("cellchat", False), ("cellchat-redis", True)):
@@ -335,15 +340,19 @@ def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     for n in sizes.fanout_subscribers:
         c, cr, p = results["cellchat"][n], results["cellchat-redis"][n], results["peer"][n]
-        error = c.get("error") or p.get("error") or ""
+        failed = c if "error" in c else p
+        error, service = failed.get("error", ""), bool(failed.get("service_failure"))
         rows.append(Row(f"fanout_{n}", f"1 fan-out {n:,} subs, deliveries/s", "/s",
                         value(c, "rate"), value(p, "rate"), "websockets", ">= 1.0x", "higher",
-                        1.0, details={"cellchat": c, "peer": p}, error=error))
+                        1.0, details={"cellchat": c, "peer": p}, error=error,
+                        service_failure=service))
         rows.append(Row(f"fanout_{n}_p99", f"1 fan-out {n:,} subs, p99", "ms",
                         value(c, "latency", "p99_ms"), value(p, "latency", "p99_ms"),
-                        "websockets", "(info)", "lower", None, error=error))
+                        "websockets", "(info)", "lower", None, error=error,
+                        service_failure=service))
+        failed = cr if "error" in cr else p
         rows.append(Row(f"fanout_{n}_redis", f"1 fan-out {n:,} subs via Redis, deliveries/s",
                         "/s", value(cr, "rate"), value(p, "rate"), "websockets", ">= 1.0x",
-                        "higher", 1.0, details={"cellchat": cr},
-                        error=cr.get("error") or p.get("error") or ""))
+                        "higher", 1.0, details={"cellchat": cr}, error=failed.get("error", ""),
+                        service_failure=bool(failed.get("service_failure"))))
     return rows
