@@ -423,3 +423,20 @@ async def test_presence_visibility_follows_conversations_and_blocks(app: ChatApp
     assert not await directory.is_participant(c, "not-an-id")
     await app.set_block(b, a, blocked=True, at_ms=1)
     assert await directory.sharing_a_conversation(a, [b]) == frozenset()
+
+
+async def test_absurd_positions_are_invalid_arguments(app: ChatApp, uid: str) -> None:
+    view, _ = await app.create_direct(f"b-{uid}", f"s-{uid}")
+    cid = view.conversation.conversation_id
+    huge = 2**70
+    attempts = [
+        app.edit_message(f"b-{uid}", cid, huge, "x"),
+        app.delete_message(f"b-{uid}", cid, 2**63 - 1),
+        app.send_message(f"b-{uid}", text(cid, "x", reply_to=huge)),
+        app.get_messages(f"b-{uid}", cid, before_seq=huge),
+        app.get_messages(f"b-{uid}", cid, thread_root_seq=huge),
+        app.mark_read(f"b-{uid}", cid, huge),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidArgument):
+            await attempt

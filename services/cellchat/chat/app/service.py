@@ -160,10 +160,11 @@ class ChatApp:
                                                                          other.user_id):
                 raise Blocked("messaging between these users is blocked")
 
-    @staticmethod
-    def _check_seq(field: str, seq: int) -> None:
+    def _check_seq(self, field: str, seq: int) -> None:
         if seq < 0:
             raise InvalidArgument(field, "must not be negative")
+        if seq > self.limits.max_seq:
+            raise InvalidArgument(field, f"must be at most {self.limits.max_seq}")
 
     # ------------------------------------------------------------ conversations
 
@@ -404,6 +405,7 @@ class ChatApp:
     async def _message(self, conversation_id: str, seq: int) -> Message:
         if seq <= 0:
             raise InvalidArgument("seq", "must be positive")
+        self._check_seq("seq", seq)
         message = await self.store.get_message(conversation_id, seq)
         if message is None:
             raise NotFound("message not found")

@@ -34,6 +34,9 @@ class Limits:
     max_page_size: int = 100
     max_file_bytes: int = 100 * 1024 * 1024
     edit_window_ms: int = 15 * 60 * 1000
+    # Far beyond any conversation, and within what every store can address (the CQL store's
+    # partition number is a 32-bit int of seq // bucket size).
+    max_seq: int = 2**40
 
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

@@ -19,11 +19,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import coredis
 import trio
 from coredis.retry import NoRetryPolicy
 
 from cellchat.chat.realtime.broker import BrokerUnavailable, Envelope, Receiver
+
+#: What coredis raises when the Pub/Sub connection was closed under a call (at shutdown, the
+#: broker's own task closes it while handlers still unsubscribe).
+_CLOSED = (anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,8 @@ class RedisBroker:
         try:
             with trio.fail_after(self._subscribe_timeout_s):
                 await pubsub.subscribe(subject)
-        except (coredis.exceptions.RedisError, OSError, TimeoutError, trio.TooSlowError) as exc:
+        except (coredis.exceptions.RedisError, OSError, TimeoutError, trio.TooSlowError,
+                *_CLOSED) as exc:
             self._subjects.discard(subject)
             raise BrokerUnavailable(f"subscribe failed: {type(exc).__name__}") from exc
 
@@ -79,8 +85,9 @@ class RedisBroker:
         try:
             with trio.move_on_after(self._subscribe_timeout_s):
                 await pubsub.unsubscribe(subject)
-        except (coredis.exceptions.RedisError, OSError, TimeoutError):
-            # The connection is going away; its subscriptions go with it.
+        except (coredis.exceptions.RedisError, OSError, TimeoutError, *_CLOSED):
+            # The connection is going away (or the replica is stopping and closed it first);
+            # its subscriptions go with it.
             pass
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
