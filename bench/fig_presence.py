@@ -60,7 +60,9 @@ def _connect_storm(ctx: Context, server: Child, users: list[str]) -> dict[str, A
 def run(ctx: Context) -> list[Row]:
     n = ctx.sizes.presence_members
     tag = uuid.uuid4().hex[:6]
-    with ctx.cellchat("cellchat-presence") as server:
+    # Groups hold 100 participants by default (MAX_GROUP_PARTICIPANTS): lift that for N.
+    with ctx.cellchat("cellchat-presence",
+                      extra={"MAX_GROUP_PARTICIPANTS": str(max(100, n + 1))}) as server:
         alone = _connect_storm(ctx, server, [f"pres-a{i}-{tag}" for i in range(n)])
         wait_quiet(Pool(), server.pid, limit=ctx.timeout(30))
         members = [f"pres-g{i}-{tag}" for i in range(n)]
