@@ -150,7 +150,7 @@ def render_table(rows: Iterable[Row]) -> str:
         if row.error:
             what = "SERVICE FAILED" if row.service_failure else "FAILED"
             lines.append((row.figure, what, fmt(row.peer, row.unit), "-", row.target,
-                          row.error[:70]))
+                          " ".join(row.error.split())[:70]))
             continue
         peer = fmt(row.peer, row.unit)
         if row.peer_name:
