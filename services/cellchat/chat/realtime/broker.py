@@ -34,6 +34,11 @@ class Envelope:
     conversation_id: str = ""
     seq: int = 0  # > 0 only for `message.created`: the key duplicates are dropped by
     published_at: float = 0.0  # wall clock at publish, for the fan-out latency histogram
+    #: `frame` as UTF-8, encoded once here so that no connection encodes it again.
+    data: bytes = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "data", self.frame.encode())
 
     def to_wire(self) -> str:
         return f"{self.published_at:.6f} {self.seq} {self.conversation_id or '-'}\n{self.frame}"
