@@ -335,6 +335,21 @@ async def test_blocks_follow_the_latest_decision(store: ChatStore, uid: str) -> 
     assert not await store.is_blocked(a, b)
 
 
+async def test_blocks_among_many_peers_look_both_ways(store: ChatStore, uid: str) -> None:
+    me = f"me-{uid}"
+    peers = [f"p{i:03}-{uid}" for i in range(250)]  # more than one batch on every adapter
+    assert await store.blocked_among(me, peers) == set()
+    await store.set_block(me, peers[0], blocked=True, at_ms=T0)
+    await store.set_block(peers[120], me, blocked=True, at_ms=T0)
+    await store.set_block(peers[249], me, blocked=True, at_ms=T0)
+    await store.set_block(peers[249], me, blocked=False, at_ms=T0 + 1)  # lifted
+    await store.set_block(peers[7], peers[8], blocked=True, at_ms=T0)  # not involving me
+    assert await store.blocked_among(me, [*peers, me, peers[0]]) == {peers[0], peers[120]}
+    assert await store.blocked_among(me, []) == set()
+    for peer in peers[:10] + peers[115:125] + peers[245:]:
+        assert await store.is_blocked(me, peer) == (peer in {peers[0], peers[120]})
+
+
 async def test_creating_again_leaves_horizons_alone(store: ChatStore, uid: str) -> None:
     conv = conversation()
     alice, bob = f"alice-{uid}", f"bob-{uid}"

@@ -15,7 +15,7 @@ Rules every `ChatStore` adapter keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from cellchat.chat.domain.events import ChatEvent
@@ -185,6 +185,12 @@ class ChatStore(Protocol):
 
     async def is_blocked(self, user_a: str, user_b: str) -> bool:
         """Whether either of the two blocks the other."""
+        ...
+
+    async def blocked_among(self, user_id: str, others: Collection[str]) -> set[str]:
+        """The members of `others` in a blocked pair with `user_id` (either blocks the other):
+        `is_blocked` for many peers at once, in a few batched reads instead of two per peer
+        (presence audiences)."""
         ...
 
     async def aclose(self) -> None: ...

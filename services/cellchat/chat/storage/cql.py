@@ -69,7 +69,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -118,6 +118,8 @@ INBOX_PERIOD_MS = 30 * 24 * 3600 * 1000
 _FAN_OUT = 64
 _PERIODS_REMEMBERED = 50_000
 _INBOX_MAX_CHUNK = 4096
+#: Peers per `blocked_among` statement (the blockers' side reads that many partitions).
+_BLOCKS_CHUNK = 100
 
 _MESSAGE_COLUMNS = (
     "conversation_id, bucket, seq, message_id, sender_id, kind, body, attachment,"
@@ -297,6 +299,14 @@ _STATEMENTS: dict[str, str] = {
         "UPDATE blocks USING TIMESTAMP ? SET blocked = ? WHERE blocker_id = ? AND blocked_id = ?"
     ),
     "block_select": "SELECT blocked FROM blocks WHERE blocker_id = ? AND blocked_id = ?",
+    # One partition, many rows: whom user_id blocked among some peers.
+    "block_select_blocked_in": (
+        "SELECT blocked_id, blocked FROM blocks WHERE blocker_id = ? AND blocked_id IN ?"
+    ),
+    # Many partitions (bounded by _BLOCKS_CHUNK): who among some peers blocked user_id.
+    "block_select_blockers_in": (
+        "SELECT blocker_id, blocked FROM blocks WHERE blocker_id IN ? AND blocked_id = ?"
+    ),
 }
 
 #: Reads that must see the outcome of every conditional write, even one still in flight.
@@ -1133,6 +1143,20 @@ class CqlStore:
             partial(self._one, "block_select", user_b, user_a),
         ])
         return any(row is not None and row["blocked"] for row in rows)
+
+    async def blocked_among(self, user_id: str, others: Collection[str]) -> set[str]:
+        wanted = sorted(set(others) - {user_id})
+        chunks = [wanted[i:i + _BLOCKS_CHUNK] for i in range(0, len(wanted), _BLOCKS_CHUNK)]
+        calls: list[Callable[[], Awaitable[list[str]]]] = []
+        for chunk in chunks:
+            calls.append(partial(self._blocked_peers, "block_select_blocked_in", "blocked_id",
+                                 user_id, chunk))
+            calls.append(partial(self._blocked_peers, "block_select_blockers_in", "blocker_id",
+                                 chunk, user_id))
+        return {peer for peers in await _gather(calls) for peer in peers}
+
+    async def _blocked_peers(self, name: str, column: str, *params: Any) -> list[str]:
+        return [row[column] for row in await self._all_rows(name, *params) if row["blocked"]]
 
     # ------------------------------------------------------------ lifetime
 

@@ -10,7 +10,7 @@ are fast enough (in memory or a local file with WAL) to run on the event loop di
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,6 +78,9 @@ CREATE TABLE IF NOT EXISTS client_ids (
   seq INTEGER NOT NULL, PRIMARY KEY (conversation_id, sender_id, client_message_id)
 );
 """
+
+#: Peers per `blocked_among` query (two bound parameters each, far below SQLite's limit).
+_BLOCKS_CHUNK = 400
 
 _MESSAGE_COLUMNS = (
     "m.conversation_id, m.seq, m.message_id, m.sender_id, m.kind, m.text, m.attachment,"
@@ -492,6 +495,22 @@ class EmbeddedStore:
             (user_a, user_b, user_b, user_a),
         )
         return bool(rows)
+
+    async def blocked_among(self, user_id: str, others: Collection[str]) -> set[str]:
+        await trio.lowlevel.checkpoint()
+        wanted = sorted(set(others) - {user_id})
+        found: set[str] = set()
+        for start in range(0, len(wanted), _BLOCKS_CHUNK):
+            chunk = wanted[start:start + _BLOCKS_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._q(
+                f"SELECT blocked_id AS peer FROM blocks WHERE blocked=1 AND blocker_id=?"
+                f" AND blocked_id IN ({marks}) UNION SELECT blocker_id FROM blocks"
+                f" WHERE blocked=1 AND blocked_id=? AND blocker_id IN ({marks})",
+                (user_id, *chunk, user_id, *chunk),
+            )
+            found.update(r["peer"] for r in rows)
+        return found
 
     def outbox(self) -> EmbeddedOutbox:
         """The event outbox kept in the same database (`cellchat.events.Outbox`)."""
