@@ -83,7 +83,8 @@ async def serve_presence_process(
         settings, raw_store, outbox_name=PRESENCE_OUTBOX
     ) as marketplace:
         store = InstrumentedStore(raw_store, metrics)
-        frames = PresenceFrames(PresenceAudience(store), RealtimeEvents(hub, broker, metrics))
+        frames = PresenceFrames(PresenceAudience.from_config(store, settings.presence),
+                                RealtimeEvents(hub, broker, metrics))
         sinks = ChangeSinks([frames])
         presence_events = marketplace.presence_sink()
         if presence_events is not None:

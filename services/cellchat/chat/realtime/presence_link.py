@@ -149,7 +149,8 @@ async def _embedded(
     settings: Settings, store: ChatStore, broker: Broker, hub: Hub, metrics: Metrics,
     replica_id: str, task_status: trio.TaskStatus[ChatPresence],
 ) -> None:
-    frames = PresenceFrames(PresenceAudience(store), RealtimeEvents(hub, broker, metrics))
+    frames = PresenceFrames(PresenceAudience.from_config(store, settings.presence),
+                            RealtimeEvents(hub, broker, metrics))
     sinks = ChangeSinks([frames])
     async with open_presence_service(
         settings, directory=ChatDirectory(store), sink=sinks
