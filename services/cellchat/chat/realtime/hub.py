@@ -8,7 +8,8 @@ Rules:
 - Overflow policy: a full queue (or a full hold buffer before/while replaying) closes that
   connection with 4009 (slow consumer). Frames are never dropped silently from a connection that
   stays open: a dropped frame would be a gap the client cannot see.
-- The same frame text object goes to every recipient; nothing is encoded per connection.
+- The same frame bytes object (`Envelope.data`) goes to every recipient; nothing is encoded
+  per connection, and a connection's writer writes everything queued with one write.
 - A user's broker subject is subscribed while they have at least one connection here, and
   `attach` returns only once the subscription is in effect (resume: subscribe, then replay).
   Subscribe and unsubscribe of one user are serialized, so a quick reconnect cannot end up
@@ -24,7 +25,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from cellchat.chat.realtime.broker import Broker, Envelope, user_subject
+from cellchat.chat.realtime.broker import Broker, Envelope, cell_subject, user_subject
 from cellchat.chat.realtime.frames import CloseCode
 from cellchat.chat.realtime.resume import DeliveryGate, HoldOverflow
 from cellchat.ops import Metrics
@@ -36,14 +37,23 @@ CloseRequest = Callable[[CloseCode, str], None]
 
 @attrs.frozen
 class OutboxStatistics:
-    queued: int
+    queued: int  # frames not yet written (those being written included)
     capacity: int
     held: int
     closed: bool
 
 
 class Outbox:
-    """The outgoing side of one connection: gate, bounded queue, and the close hook."""
+    """The outgoing side of one connection: gate, bounded queue, and the close hook.
+
+    The queue holds frames as UTF-8 bytes: a live envelope's `data` is the very object every
+    other recipient queues. The connection's writer takes everything queued at once (`take`)
+    and writes it as one batch. `capacity` bounds the frames not yet written, the batch being
+    written included. Everything is created lazily: an idle connection's outbox is a handful of
+    attributes (a replica keeps tens of thousands)."""
+
+    __slots__ = ("_in_flight", "_metrics", "_queue", "_request_close", "_room", "_writer",
+                 "capacity", "closed", "connection_id", "gate", "user_id")
 
     def __init__(self, connection_id: str, user_id: str, capacity: int,
                  request_close: CloseRequest, metrics: Metrics) -> None:
@@ -51,49 +61,102 @@ class Outbox:
         self.user_id = user_id
         self.capacity = capacity
         self.gate = DeliveryGate(hold_limit=capacity)
-        self._send, self.frames = trio.open_memory_channel[str](capacity)
+        self.closed = False
+        self._queue: list[bytes] | None = None
+        self._in_flight = 0
+        self._writer: trio.lowlevel.Task | None = None  # parked in `take`
+        self._room: trio.Event | None = None  # a `put_wait` waiting for room
         self._request_close = request_close
         self._metrics = metrics
-        self.closed = False
 
     def deliver(self, envelope: Envelope) -> None:
         """A live envelope for this connection (from the broker)."""
         if self.closed:
             return
+        gate = self.gate
+        if gate.open:  # the common case, without a list per delivery
+            if gate.admit(envelope):
+                self.put_data(envelope.data)
+            return
         try:
-            ready = self.gate.live(envelope)
+            ready = gate.live(envelope)
         except HoldOverflow:
             self._overflow()
             return
         for item in ready:
-            self.put(item.frame)
+            self.put_data(item.data)
 
     def put(self, frame: str) -> None:
-        """Queue one frame (live, replayed or an answer); never waits."""
+        """Queue one frame (an answer to this client); never waits."""
+        self.put_data(frame.encode())
+
+    def put_data(self, data: bytes) -> None:
+        """Queue one frame given as UTF-8 bytes (live, replayed or an answer); never waits."""
         if self.closed:
             return
-        try:
-            self._send.send_nowait(frame)
-        except trio.WouldBlock:
+        queue = self._queue
+        if queue is None:
+            self._queue = [data]
+        elif len(queue) + self._in_flight >= self.capacity:
             self._overflow()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.closed = True
+            return
+        else:
+            queue.append(data)
+        self._wake_writer()
 
-    async def put_wait(self, frame: str) -> bool:
+    async def put_wait(self, data: bytes) -> bool:
         """Queue one frame, waiting for room (replays: backpressure instead of overflow).
         False once the connection is closing."""
+        while not self.closed and self.queued >= self.capacity:
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
         if self.closed:
+            await trio.lowlevel.checkpoint()
             return False
-        try:
-            await self._send.send(frame)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
+        self.put_data(data)
+        await trio.lowlevel.checkpoint()
+        return not self.closed
+
+    async def take(self) -> list[bytes]:
+        """Everything queued, once there is something (the writer's loop). The previous batch
+        counts as written from this call on. An empty list: closed and nothing left to write.
+        One writer task at a time."""
+        self._in_flight = 0
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+        if self._queue is None and not self.closed:
+            assert self._writer is None, "one writer per outbox"
+            self._writer = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._writer = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        batch = self._queue
+        if batch is None:
+            return []
+        self._queue = None
+        self._in_flight = len(batch)
+        return batch
 
     def close_input(self) -> None:
-        """No more frames: the writer drains what is queued, then stops."""
+        """No more frames: the writer gets what is queued, then an empty batch."""
         self.closed = True
-        self._send.close()
+        self._wake_writer()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    def _wake_writer(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            trio.lowlevel.reschedule(writer)
 
     def _overflow(self) -> None:
         self._metrics.ws_queue_drops.inc()
@@ -104,10 +167,12 @@ class Outbox:
     def interrupt(self, code: CloseCode, reason: str) -> None:
         self._request_close(code, reason)
 
+    @property
+    def queued(self) -> int:
+        return (len(self._queue) if self._queue is not None else 0) + self._in_flight
+
     def statistics(self) -> OutboxStatistics:
-        stats = self._send.statistics()
-        return OutboxStatistics(stats.current_buffer_used, self.capacity, self.gate.held,
-                                self.closed)
+        return OutboxStatistics(self.queued, self.capacity, self.gate.held, self.closed)
 
 
 @attrs.define(eq=False)
@@ -127,6 +192,8 @@ class Hub:
     def __init__(self, cell_id: str, metrics: Metrics) -> None:
         self._cell_id = cell_id
         self._prefix = user_subject(cell_id, "")
+        #: Subscribed for the replica's whole life: events for a crowd come here, once.
+        self.cell_subject = cell_subject(cell_id)
         self._metrics = metrics
         self._users: dict[str, _User] = {}
         self._connections = 0
@@ -188,15 +255,21 @@ class Hub:
             await self._left.wait()
 
     def deliver(self, subject: str, envelope: Envelope) -> None:
-        if not subject.startswith(self._prefix):
+        if subject == self.cell_subject:
+            users = self._users
+            here = [users[u] for u in envelope.recipients if u in users]
+        elif subject.startswith(self._prefix):
+            entry = self._users.get(subject[len(self._prefix):])
+            here = [entry] if entry is not None else []
+        else:
             return
-        entry = self._users.get(subject[len(self._prefix):])
-        if entry is None:
+        if not here:
             return
         if envelope.published_at:
             self._metrics.fanout_seconds.observe(max(0.0, time.time() - envelope.published_at))
-        for outbox in tuple(entry.outboxes):
-            outbox.deliver(envelope)
+        for entry in here:
+            for outbox in tuple(entry.outboxes):
+                outbox.deliver(envelope)
 
     def interrupted(self) -> None:
         """The broker connection was lost: events may be missing; every client resumes."""

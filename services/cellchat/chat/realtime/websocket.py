@@ -5,18 +5,21 @@ The handshake is decided before the upgrade: a wrong path is 404, a missing or i
 draining or without its broker 503 - all plain HTTP answers, no WebSocket is opened. Only then
 is the user's broker subject subscribed and the upgrade accepted.
 
-A session is a few tasks around one socket: the reader (decode, rate-limit, call the use case,
-answer), the writer (the only task that writes frames, draining the bounded outbox), a
-heartbeat (WebSocket ping; no pong within the idle timeout closes with 4000) and the token's
-expiry (4001). Whoever decides the connection must end calls `request_close`; the session then
-stops the reader, lets the writer drain (except for a slow consumer, whose queue is abandoned),
-and sends the close code. The request path holds the token, so it is never logged; neither are
-frame bodies.
+A session is two tasks of its own around one socket (trio-websocket runs a third, its reader):
+the handler's task is the writer (the only task that writes frames: it takes everything queued
+in the bounded outbox and writes it as one batch, straight to the stream - wire.py), and the
+reader (decode, rate-limit, call the use case, answer) also keeps the timers: the token's
+expiry (4001) and the heartbeat (a WebSocket ping every half idle timeout, in a short-lived
+task; no pong within the other half closes with 4000). Whoever decides the connection must end
+calls `request_close`; the reader then stops at once, the writer writes what is queued (except
+for a slow consumer, whose queue is abandoned) within the close timeout, and the close code is
+sent. The request path holds the token, so it is never logged; neither are frame bodies.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -43,6 +46,7 @@ from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.frames import CloseCode, FrameError
 from cellchat.chat.realtime.hub import Hub, Outbox
 from cellchat.chat.realtime.ratelimit import FloodGuard, Verdict
+from cellchat.chat.realtime.wire import ConnectionGone, FrameWriter
 from cellchat.ops import Metrics
 
 log = logging.getLogger(__name__)
@@ -172,7 +176,12 @@ class ChatSocketServer:
 
 
 class Session:
-    """One accepted connection."""
+    """One accepted connection (see the module docstring for its tasks)."""
+
+    # A replica holds tens of thousands of these: slots, and nothing built before it is needed.
+    __slots__ = ("_abandon", "_close_code", "_close_reason", "_closing", "_expire_at",
+                 "_participants", "_pinging", "_read_scope", "_write_scope", "_ws",
+                 "connection_id", "expires_at", "guard", "outbox", "server", "user_id")
 
     def __init__(self, server: ChatSocketServer, principal: Principal,
                  connection_id: str) -> None:
@@ -185,30 +194,49 @@ class Session:
                              self.request_close, server.metrics)
         self.guard = FloodGuard.create(config.rate_per_s, config.burst, trio.current_time(),
                                        config.flood_strikes)
-        self._log_extra = {"conn_id": connection_id, "user_id": self.user_id}
-        self._close_requested = trio.Event()
+        self._closing = False
         self._close_code: CloseCode | None = None
         self._close_reason = ""
         self._abandon = False
-        self._writer_done = trio.Event()
-        self._participants: dict[str, tuple[float, tuple[Participant, ...]]] = {}
+        # Created here, entered in `run`: a close requested before then still takes effect.
+        self._read_scope = trio.CancelScope()
+        self._write_scope = trio.CancelScope()
+        self._expire_at = math.inf  # on Trio's clock, from `run` on
+        self._pinging = False
+        self._participants: dict[str, tuple[float, tuple[Participant, ...]]] | None = None
         self._ws: WebSocketConnection | None = None
+
+    @property
+    def _log_extra(self) -> dict[str, str]:
+        return {"conn_id": self.connection_id, "user_id": self.user_id}
 
     # ------------------------------------------------------------ lifecycle
 
     def request_close(self, code: CloseCode | None, reason: str = "") -> None:
-        """End the session; `code` None means the peer is already gone."""
-        if self._close_requested.is_set():
+        """End the session; `code` None means the peer is already gone.
+
+        The reader stops at once. The writer writes what is queued (within the close timeout),
+        except for a slow consumer, whose queue is abandoned after the write under way, and a
+        peer that is gone, where nothing more is written."""
+        if self._closing:
             return
+        self._closing = True
         self._close_code = code
         self._close_reason = reason
         self._abandon = code in (None, CloseCode.SLOW_CONSUMER)
-        self._close_requested.set()
+        self._read_scope.cancel()
+        if code is None:
+            self._write_scope.cancel()
+        else:
+            self._write_scope.deadline = (trio.current_time()
+                                          + self.server.config.close_timeout_s)
+        self.outbox.close_input()
 
     async def run(self, ws: WebSocketConnection) -> None:
         self._ws = ws
         server = self.server
         config = server.config
+        self._expire_at = trio.current_time() + max(0.0, self.expires_at - time.time())
         log.info("websocket connected", extra=self._log_extra)
         self.outbox.put(frames.encode_hello(
             self.connection_id, self.user_id, max_frame_bytes=config.max_frame_bytes,
@@ -217,22 +245,19 @@ class Session:
         if server.presence is not None:
             await self._presence("connected")
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
-                async with trio.open_nursery() as tasks:
-                    tasks.start_soon(self._reader)
-                    tasks.start_soon(self._heartbeat)
-                    tasks.start_soon(self._expiry)
-                    await self._close_requested.wait()
-                    tasks.cancel_scope.cancel()
-                self.outbox.close_input()
-                with trio.move_on_after(config.close_timeout_s):
-                    await self._writer_done.wait()
-                nursery.cancel_scope.cancel()
+            # Two tasks of our own (trio-websocket runs its reader besides): this one writes,
+            # the other reads and keeps the timers (heartbeat, token expiry).
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(self._reader, tasks)
+                clean = await self._writer(FrameWriter.attach(ws))
+                tasks.cancel_scope.cancel()
             if self._close_code is not None:
                 server.metrics.ws_closes.labels(str(int(self._close_code))).inc()
-                with trio.move_on_after(config.close_timeout_s):
-                    await ws.aclose(int(self._close_code), self._close_reason)
+                if clean:
+                    with trio.move_on_after(config.close_timeout_s):
+                        await ws.aclose(int(self._close_code), self._close_reason)
+                else:
+                    await _abort(ws)
             elif ws.closed is not None:
                 server.metrics.ws_closes.labels(str(ws.closed.code)).inc()
         finally:
@@ -257,38 +282,57 @@ class Session:
             log.warning("presence %s not reported: %s", what, type(exc).__name__,
                         extra=self._log_extra)
 
-    async def _writer(self) -> None:
-        assert self._ws is not None
+    async def _writer(self, writer: FrameWriter | None) -> bool:
+        """The only writer of frames: everything queued, as one write, until the session
+        closes. False if a write was cut off part-way (no close frame may follow it)."""
+        ws = self._ws
+        assert ws is not None
+        outbox = self.outbox
         frames_out = self.server.metrics.ws_frames_out
+        writing = False
+        with self._write_scope:
+            while True:
+                batch = await outbox.take()
+                if not batch or self._abandon:
+                    return True
+                writing = True
+                try:
+                    if writer is not None:
+                        await writer.write(batch)
+                    else:  # trio-websocket's internals moved (wire.py): the public way
+                        for data in batch:
+                            await ws.send_message(data.decode())
+                except (ConnectionGone, ConnectionClosed):
+                    self.request_close(None)
+                    return True
+                writing = False
+                frames_out.inc(len(batch))
+        return not writing
+
+    async def _ping(self) -> None:
+        """One heartbeat: no pong within half the idle timeout closes with 4000."""
+        assert self._ws is not None
         try:
-            async for frame in self.outbox.frames:
-                if self._abandon:
-                    break
-                await self._ws.send_message(frame)
-                frames_out.inc()
+            with trio.move_on_after(self.server.config.idle_timeout_s / 2) as waited:
+                await self._ws.ping()
         except ConnectionClosed:
             self.request_close(None)
+            return
         finally:
-            self._writer_done.set()
+            self._pinging = False
+        if waited.cancelled_caught:
+            self.request_close(CloseCode.IDLE_TIMEOUT, "no pong within the idle timeout")
 
-    async def _heartbeat(self) -> None:
-        assert self._ws is not None
-        half = self.server.config.idle_timeout_s / 2
-        while True:
-            await trio.sleep(half)
-            with trio.move_on_after(half) as waited:
-                try:
-                    await self._ws.ping()
-                except ConnectionClosed:
-                    self.request_close(None)
-                    return
-            if waited.cancelled_caught:
-                self.request_close(CloseCode.IDLE_TIMEOUT, "no pong within the idle timeout")
-                return
-
-    async def _expiry(self) -> None:
-        await trio.sleep(max(0.0, self.expires_at - time.time()))
-        self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a new one")
+    def _timers_due(self, now: float, tasks: trio.Nursery) -> bool:
+        """The reader's timers fired: token expiry (4001) or the next heartbeat. False once
+        the session is closing."""
+        if now >= self._expire_at:
+            self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a new one")
+            return False
+        if not self._pinging:
+            self._pinging = True
+            tasks.start_soon(self._ping)
+        return True
 
     # ------------------------------------------------------------ reading
 
@@ -296,39 +340,53 @@ class Session:
         self.server.metrics.ws_errors.labels(code).inc()
         self.outbox.put(frames.encode_error(code, message, ref=ref, field=field))
 
-    async def _reader(self) -> None:
-        assert self._ws is not None
+    async def _reader(self, tasks: trio.Nursery) -> None:
+        """Reads and answers client frames; also keeps the timers, so that an idle connection
+        costs no task of its own for them (a heartbeat's wait for its pong is a short task)."""
+        ws = self._ws
+        assert ws is not None
         metrics = self.server.metrics
-        while True:
-            try:
-                data = await self._ws.get_message()
-            except ConnectionClosed:
-                self.request_close(None)
-                return
-            verdict = self.guard.check(trio.current_time())
-            if verdict is not Verdict.ALLOW:
-                metrics.ws_frames_in.labels("rate_limited").inc()
-                if verdict is Verdict.REJECT_NOTIFY:
-                    self._error("rate_limited", "too many frames; slow down")
-                elif verdict is Verdict.CLOSE:
-                    self.request_close(CloseCode.RATE_LIMITED, "rate limit exceeded")
-                    return
-                continue
-            try:
-                frame = frames.decode_client(data)
-            except FrameError as exc:
-                metrics.ws_frames_in.labels("invalid").inc()
-                self._error(exc.code, exc.message, ref=exc.ref, field=exc.field)
-                continue
-            metrics.ws_frames_in.labels(_frame_type(frame)).inc()
-            try:
-                await self._dispatch(frame)
-            except ChatError as exc:
-                self._error(exc.code, str(exc), ref=frame.ref,
-                            field=getattr(exc, "field", ""))
-            except Exception:
-                log.exception("command failed", extra=self._log_extra)
-                self._error("internal", "internal error", ref=frame.ref)
+        beat = self.server.config.idle_timeout_s / 2
+        next_ping = trio.current_time() + beat
+        with self._read_scope:
+            while True:
+                with trio.CancelScope(deadline=min(next_ping, self._expire_at)) as waiting:
+                    try:
+                        data = await ws.get_message()
+                    except ConnectionClosed:
+                        self.request_close(None)
+                        return
+                if waiting.cancelled_caught:
+                    now = trio.current_time()
+                    if not self._timers_due(now, tasks):
+                        return
+                    if now >= next_ping:
+                        next_ping = now + beat
+                    continue
+                verdict = self.guard.check(trio.current_time())
+                if verdict is not Verdict.ALLOW:
+                    metrics.ws_frames_in.labels("rate_limited").inc()
+                    if verdict is Verdict.REJECT_NOTIFY:
+                        self._error("rate_limited", "too many frames; slow down")
+                    elif verdict is Verdict.CLOSE:
+                        self.request_close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+                        return
+                    continue
+                try:
+                    frame = frames.decode_client(data)
+                except FrameError as exc:
+                    metrics.ws_frames_in.labels("invalid").inc()
+                    self._error(exc.code, exc.message, ref=exc.ref, field=exc.field)
+                    continue
+                metrics.ws_frames_in.labels(_frame_type(frame)).inc()
+                try:
+                    await self._dispatch(frame)
+                except ChatError as exc:
+                    self._error(exc.code, str(exc), ref=frame.ref,
+                                field=getattr(exc, "field", ""))
+                except Exception:
+                    log.exception("command failed", extra=self._log_extra)
+                    self._error("internal", "internal error", ref=frame.ref)
 
     async def _dispatch(self, frame: frames.ClientFrame) -> None:
         app = self.server.app
@@ -369,13 +427,16 @@ class Session:
 
     async def _participants_of(self, conversation_id: str) -> tuple[Participant, ...]:
         now = trio.current_time()
-        cached = self._participants.get(conversation_id)
+        cache = self._participants
+        if cache is None:
+            cache = self._participants = {}
+        cached = cache.get(conversation_id)
         if cached is not None and cached[0] > now:
             return cached[1]
         view = await self.server.app.get_conversation(self.user_id, conversation_id)
-        if len(self._participants) > 256:
-            self._participants.clear()
-        self._participants[conversation_id] = (now + _PARTICIPANTS_TTL_S, view.participants)
+        if len(cache) > 256:
+            cache.clear()
+        cache[conversation_id] = (now + _PARTICIPANTS_TTL_S, view.participants)
         return view.participants
 
     async def _typing(self, frame: frames.Typing) -> None:
@@ -418,7 +479,7 @@ class Session:
             if self.outbox.closed:
                 return
         for envelope in gate.release():
-            self.outbox.put(envelope.frame)
+            self.outbox.put_data(envelope.data)
         self.outbox.put(frames.encode_subscribed(replayed, frame.ref))
 
     async def _replay(self, conversation_id: str, position: int) -> int:
@@ -453,7 +514,7 @@ class Session:
                 envelope = Envelope(frames.encode_message("message.created", message),
                                     conversation_id, message.seq)
                 if gate.admit_replayed(envelope):
-                    if not await self.outbox.put_wait(envelope.frame):
+                    if not await self.outbox.put_wait(envelope.data):
                         return count
                     count += 1
             if not page.has_more or not page.messages:
@@ -497,6 +558,16 @@ async def _close_rejected(request: WebSocketRequest) -> None:
     if isinstance(stream, trio.abc.AsyncResource):
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await stream.aclose()
+
+
+async def _abort(ws: WebSocketConnection) -> None:
+    """Close the TCP connection without a close frame: a write was cut off part-way, so the
+    peer would read a close frame as the rest of a data frame. (FrameWriter's stream: only
+    the fast path can cut a write off in our hands.)"""
+    writer = FrameWriter.attach(ws)
+    if writer is not None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await writer.abort()
 
 
 def _frame_type(frame: frames.ClientFrame) -> str:
