@@ -118,7 +118,7 @@ async def serve_chat(
     hub = Hub(settings.cell_id, metrics)
     async with (
         open_store(settings) as raw_store,
-        open_broker(settings.redis_url, hub) as broker,
+        open_broker(settings.redis_url, hub, standing=(hub.cell_subject,)) as broker,
         open_chat_presence(settings, InstrumentedStore(raw_store, metrics), broker, hub,
                            metrics) as presence,
         open_event_plumbing(settings, raw_store) as marketplace,

@@ -1,8 +1,9 @@
 """The real-time `EventSink`: each chat event becomes one frame, published once.
 
 Rules:
-- An event is encoded once (one frame text) and handed to the broker once, addressed to the
-  subjects of its recipients; replicas pass that text to their sockets unchanged.
+- An event is encoded once (one frame text) and handed to the broker once: addressed to the
+  subjects of its recipients, or, for a crowd (`broker.CROWD` recipients or more), to the cell
+  subject with the recipients listed; replicas pass that text to their sockets unchanged.
 - `publish` is called after the change is stored, so it must not fail the use case: a broker
   error is counted and logged, and the clients close the gap by resuming (their next
   `subscribe` replays from storage). It never waits longer than `timeout_s`.
@@ -16,11 +17,12 @@ import logging
 import time
 from collections.abc import Iterable
 
+import attrs
 import trio
 
 from cellchat.chat.domain import events
 from cellchat.chat.realtime import frames
-from cellchat.chat.realtime.broker import Broker, BrokerUnavailable, Envelope
+from cellchat.chat.realtime.broker import CROWD, Broker, BrokerUnavailable, Envelope
 from cellchat.chat.realtime.hub import Hub
 from cellchat.ops import Metrics
 
@@ -45,9 +47,10 @@ def envelope_for(event: events.ChatEvent) -> tuple[str, Envelope, tuple[str, ...
                                         event.delivered_seq)
             return "status", Envelope.now(text, event.conversation_id), event.recipients
         case events.ConversationCreated(conversation=conversation, participants=participants):
+            listed = len(participants) <= frames.FRAME_PARTICIPANTS_MAX
             text = frames.encode_conversation(
                 "conversation.created", conversation, participants,
-                added=[p.user_id for p in participants])
+                added=[p.user_id for p in participants] if listed else [])
             return ("conversation.created", Envelope.now(text, conversation.conversation_id),
                     tuple(p.user_id for p in participants))
         case events.ParticipantsChanged(conversation=conversation, participants=participants):
@@ -95,9 +98,14 @@ class RealtimeEvents:
         await self._send("presence", Envelope.now(text), [u for u in recipients if u != user_id])
 
     async def _send(self, kind: str, envelope: Envelope, recipients: Iterable[str]) -> None:
-        subjects = [self._hub.subject(u) for u in dict.fromkeys(recipients)]
-        if not subjects:
+        users = tuple(dict.fromkeys(recipients))
+        if not users:
             return
+        if len(users) >= CROWD:
+            subjects = [self._hub.cell_subject]
+            envelope = attrs.evolve(envelope, recipients=users)
+        else:
+            subjects = [self._hub.subject(u) for u in users]
         started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout_s):

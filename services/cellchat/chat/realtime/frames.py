@@ -273,9 +273,17 @@ def message_body(message: Message) -> dict[str, Any]:
     }
 
 
+#: A `conversation.*` frame lists the participants only up to this many (the default group size
+#: limit). Listing 5,000 in a frame sent to each of the 5,000 is 5,000 times the whole list.
+FRAME_PARTICIPANTS_MAX = 100
+
+
 def conversation_body(
-    conversation: Conversation, participants: Iterable[Participant]
+    conversation: Conversation, participants: Iterable[Participant], *,
+    list_max: int = FRAME_PARTICIPANTS_MAX,
 ) -> dict[str, Any]:
+    everyone = list(participants)
+    listed = everyone if len(everyone) <= list_max else []
     return {
         "conversation_id": conversation.conversation_id,
         "kind": conversation.kind.value,
@@ -288,8 +296,10 @@ def conversation_body(
         },
         "participants": [
             {"user_id": p.user_id, "role": p.role.value, "joined_at_ms": p.joined_at_ms}
-            for p in participants
+            for p in listed
         ],
+        "participant_count": len(everyone),
+        "participants_complete": len(listed) == len(everyone),
     }
 
 
@@ -360,7 +370,8 @@ def encode_conversation(
     kind: str, conversation: Conversation, participants: Iterable[Participant], *,
     added: Iterable[str] = (), removed: Iterable[str] = (),
 ) -> str:
-    """`conversation.created` or `conversation.updated`."""
+    """`conversation.created` or `conversation.updated`. `added` and `removed` are the change
+    (for a creation: everyone, hence left out with the participants of a large group)."""
     return _dumps({"type": kind, "conversation": conversation_body(conversation, participants),
                    "added": list(added), "removed": list(removed)})
 

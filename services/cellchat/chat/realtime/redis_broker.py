@@ -4,7 +4,11 @@ Rules:
 - One publish is one round trip carrying the payload once: a small Lua script PUBLISHes the
   same envelope to every recipient's subject. (Subjects travel as arguments, not keys, so the
   script stays valid on Redis Cluster, where PUBLISH reaches every node anyway.)
-- One Pub/Sub connection per replica, subscribed to the subjects of the users connected here.
+- One Pub/Sub connection per replica, subscribed to the standing subjects (the cell's) and to
+  the subjects of the users connected here. Subscribes from a burst of connecting clients are
+  pipelined on it (coredis writes each SUBSCRIBE at once and waits for its own acknowledgement);
+  each waits up to `subscribe_timeout_s` (coredis's own default of 1 s refused half of a
+  1,000-client connect burst with 503).
 - coredis would reconnect and resubscribe silently; here its retries are off on purpose. A lost
   connection is a possible gap, so the receiver is told (`interrupted`: local clients reconnect
   and resume from storage), then this adapter reconnects with backoff. While it is down, `ready`
@@ -42,11 +46,11 @@ return #ARGV - 1
 
 class RedisBroker:
     def __init__(self, client: coredis.Redis[str], receiver: Receiver, *,
-                 subscribe_timeout_s: float = 5.0) -> None:
+                 standing: Sequence[str] = (), subscribe_timeout_s: float = 5.0) -> None:
         self._client = client
         self._receiver = receiver
         self._script = client.register_script(_PUBLISH_ALL)
-        self._subjects: set[str] = set()
+        self._subjects: set[str] = set(standing)
         self._pubsub: Any = None
         self._ready = False
         self._subscribe_timeout_s = subscribe_timeout_s
@@ -100,6 +104,7 @@ class RedisBroker:
                     retry_policy=NoRetryPolicy(),
                     ignore_subscribe_messages=True,
                     channels=sorted(self._subjects) or None,
+                    subscription_timeout=self._subscribe_timeout_s,
                 ) as pubsub:
                     self._pubsub = pubsub
                     self._ready = True
@@ -138,12 +143,13 @@ class RedisBroker:
 
 
 @asynccontextmanager
-async def open_redis_broker(url: str, receiver: Receiver) -> AsyncIterator[RedisBroker]:
+async def open_redis_broker(url: str, receiver: Receiver, standing: Sequence[str] = ()
+                            ) -> AsyncIterator[RedisBroker]:
     client: coredis.Redis[str] = coredis.Redis.from_url(
         url, decode_responses=True, connect_timeout=2.0, stream_timeout=5.0
     )
     async with client:
-        broker = RedisBroker(client, receiver)
+        broker = RedisBroker(client, receiver, standing=standing)
         async with trio.open_nursery() as nursery:
             await nursery.start(broker.run)
             try:

@@ -13,8 +13,9 @@ from typing import Any
 PROTOCOL_VERSION = 1
 #: Compatible additions within PROTOCOL_VERSION (docs/websocket.md#versions): 2 added
 #: `presence.status` and `hello.revision`, and presence / lapsed typing frames are sent;
-#: 3 added `product.updated` and `block.changed`.
-PROTOCOL_REVISION = 3
+#: 3 added `product.updated` and `block.changed`; 4 added `conversation.participant_count` and
+#: `conversation.participants_complete` (large groups' frames do not list every participant).
+PROTOCOL_REVISION = 4
 
 Schema = dict[str, Any]
 
@@ -117,7 +118,7 @@ CONVERSATION: Schema = {
     "type": "object",
     "additionalProperties": False,
     "required": ["conversation_id", "kind", "title", "created_by", "created_at_ms",
-                 "context", "participants"],
+                 "context", "participants", "participant_count", "participants_complete"],
     "properties": {
         "conversation_id": _ID,
         "kind": {"enum": ["direct", "group"]},
@@ -142,6 +143,13 @@ CONVERSATION: Schema = {
                     "joined_at_ms": _MS,
                 },
             },
+        },
+        "participant_count": {"type": "integer", "minimum": 0},
+        "participants_complete": {
+            "type": "boolean",
+            "description": "false when `participants` is left empty because the conversation "
+                           "has more participants than a frame lists (revision 4): read them "
+                           "with GetConversation",
         },
     },
 }
