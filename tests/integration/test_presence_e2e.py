@@ -4,7 +4,8 @@ PRESENCE_ADDR) and one presence service (`cellchat presence`) on real Cassandra 
 
 Online and offline across replicas (frames and GetOnlineStatus), a user on two replicas, a
 SIGKILLed replica whose users go offline within the documented bound, typing expiry reaching
-the peer once, a stranger who sees nothing, and a blocked pair who do not see each other.
+the peer once, a stranger who sees nothing, a blocked pair who do not see each other, and a
+group over the live limit whose members learn presence from the API only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import trio
 
 from cellchat.api.presence.v1 import presence_pb2 as pb
 from cellchat.api.presence.v1 import presence_pb2_grpc
+from cellchat.chat.app.service import ChatApp
+from cellchat.chat.domain.model import Role
 from cellchat.chat.storage.cql import open_cql_store
 from cellchat.presence.config import PresenceConfig
 from tests.infra.ports import ManagedProcess, free_port, spawn
@@ -41,6 +44,8 @@ PRESENCE_ENV = {
     "PRESENCE_HEARTBEAT_INTERVAL_MS": str(FAST.heartbeat_interval_ms),
     "PRESENCE_TYPING_TTL_MS": str(FAST.typing_ttl_ms),
     "PRESENCE_SWEEP_INTERVAL_MS": str(FAST.sweep_interval_ms),
+    # Groups of more than 3 push no presence frames (the default is 100).
+    "PRESENCE_LIVE_GROUP_LIMIT": "3",
 }
 # Process scheduling, Redis Pub/Sub and the WebSocket hop, on top of the documented bounds.
 SLACK_S = 1.5
@@ -291,6 +296,37 @@ async def test_a_blocked_pair_does_not_see_each_other(cell: Cell) -> None:
         assert (await a.expect("presence", user_id=erin))["online"] is False
         assert presence_frames(a.skipped, dave) == []
         await a.close()
+
+
+async def test_groups_over_the_live_limit_leave_presence_to_the_api(cell: Cell) -> None:
+    alice, bob, g1, g2, g3, s1, s2 = users("alice", "bob", "g1", "g2", "g3", "s1", "s2")
+    with trio.fail_after(60):
+        async with open_cql_store([cell.cassandra.host], cell.cassandra.port,
+                                  cell.keyspace) as store:
+            app = ChatApp(store)
+            await app.create_direct(alice, bob, counterpart_role=Role.SELLER)
+            await app.create_group(alice, "big", [g1, g2, g3])  # 4 participants: over 3
+            await app.create_group(alice, "small", [s1, s2])  # 3: live
+        b = await connected(cell.two.ws, bob)
+        s = await connected(cell.two.ws, s1)
+        g = await connected(cell.two.ws, g1)
+        a = await connected(cell.one.ws, alice)
+        assert (await b.expect("presence", user_id=alice))["online"] is True
+        assert (await s.expect("presence", user_id=alice))["online"] is True
+        assert presence_frames(g.skipped + await g.nothing(0.5), alice) == []
+        # The big group's members still see each other, on demand.
+        [(status, _)] = await online_status(cell, g1, [alice])
+        assert status == pb.PRESENCE_STATUS_ONLINE
+
+        other = await connected(cell.one.ws, g2)
+        small = await connected(cell.two.ws, s2)
+        assert (await a.expect("presence", user_id=s2))["online"] is True
+        assert presence_frames(a.skipped + await a.nothing(0.5), g2) == []
+        [(g2_status, _), g3_presence] = await online_status(cell, alice, [g2, g3])
+        assert (g2_status, g3_presence) == (pb.PRESENCE_STATUS_ONLINE,
+                                            (pb.PRESENCE_STATUS_OFFLINE, 0))
+        for client in (b, s, g, a, other, small):
+            await client.close()
 
 
 async def test_the_presence_process_reports_ready(cell: Cell) -> None:
