@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import jsonschema
 import pytest
-import trio
 
 from cellchat.chat.domain.model import Context, Conversation, ConversationKind, Participant, Role
 from cellchat.chat.realtime import frames, schemas
