@@ -8,9 +8,10 @@ a direct conversation (services/cellchat/chat/storage/cql.py `append_messages` a
 case around it reads and writes), with the same dependencies: sequential where the service
 awaits one before the next, concurrent where it gathers. The statements' CQL text is taken
 from that module (`_STATEMENTS`), never copied, and prepared the same way (keyspace-qualified,
-same execution profile); the store class itself is not used. What the service adds on top of
-this loop (gRPC, auth, validation, the use case, the sequencer, the Trio bridge) is its
-overhead.
+same execution profile, same frame compression); the store class itself is not used. Like the
+service's send sequencer, it reads a conversation's last seq once and then remembers the seq it
+wrote. What the service adds on top of this loop (gRPC, auth, validation, the use case, the
+sequencer, the Trio bridge) is its overhead.
 
 `insert` issues one plain `msg_insert` per message (no conditional batch, no reads): the floor
 that shows what allocating the sequence costs.
@@ -39,15 +40,13 @@ from typing import Any
 #: written (checked against a trace of the service on every run; see bench/trace.py).
 SAME_SEQUENCE = (
     "part_select",
-    "block_select", "block_select",
+    "block_select_pair",
     "cid_select",
-    "head_select", "msg_top",
     "cid_insert",
     "BATCH(msg_cas_eq,msg_insert)",
     "inbox_insert", "inbox_insert",
     "head_write",
-    "part_read", "memb_read", "part_delivered", "memb_delivered",
-    "memb_select",
+    "part_horizons", "memb_horizons",
 )
 
 _TABLE = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")
@@ -57,7 +56,8 @@ BUCKET_SIZE = 1000  # open_cql_store's default, the one the service runs with
 #: The statements each mode may issue (prepared at start; the rest of the module's are not).
 NEEDED = {
     "same": {name.split("(")[0] for name in SAME_SEQUENCE if not name.startswith("BATCH")}
-    | {"msg_cas_eq", "msg_cas_null", "msg_insert", "msg_static_serial"},
+    | {"msg_cas_eq", "msg_cas_null", "msg_insert", "msg_static_serial", "head_select",
+       "msg_top"},
     "insert": {"msg_insert"},
 }
 
@@ -84,13 +84,16 @@ def _connect(hosts: Sequence[str], port: int) -> Any:
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
     from cassandra.query import dict_factory
 
+    from cellchat.chat.storage.cql import COMPRESSION
+
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
         request_timeout=5.0, row_factory=dict_factory,
     )
-    cluster = Cluster(list(hosts), port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    cluster = Cluster(list(hosts), port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      compression=COMPRESSION)
     return cluster
 
 
@@ -126,6 +129,10 @@ def _full(bucket: int, last_seq: int) -> bool:
     return last_seq >= (bucket + 1) * BUCKET_SIZE - 1
 
 
+#: The last seq each conversation reached, as the service's send sequencer remembers it.
+_KNOWN_LAST_SEQ: dict[str, int] = {}
+
+
 async def send_same(db: Db, cid: str, sender: str, recipient: str, n: int) -> None:
     """One SendMessage's statements, in the service's order and grouping."""
     from cassandra import ConsistencyLevel
@@ -135,15 +142,20 @@ async def send_same(db: Db, cid: str, sender: str, recipient: str, n: int) -> No
     from cellchat.chat.storage.cql import INBOX_PERIOD_MS
 
     client_id = f"peer-{os.getpid()}-{n}"
-    await db.run("part_select", cid)
-    await asyncio.gather(db.run("block_select", sender, recipient),
-                         db.run("block_select", recipient, sender))
+    participants = await db.run("part_select", cid)
+    if not any(row["user_id"] == sender for row in participants):
+        raise RuntimeError(f"{sender} is not a participant of {cid}")
+    pair = sorted([sender, recipient])
+    if any(row["blocked"] for row in await db.run("block_select_pair", pair, pair)):
+        raise RuntimeError(f"blocked in {cid}")
     await db.run("cid_select", cid, sender, [client_id])
-    head = await db.run("head_select", cid)
-    hint = (head[0]["last_seq"] or 0) if head else 0
-    bucket = hint // BUCKET_SIZE
-    top = await db.run("msg_top", cid, bucket)
-    last = (top[0]["last_seq"] or 0) if top else 0
+    last = _KNOWN_LAST_SEQ.pop(cid, None)
+    if last is None:  # the first send of this conversation reads it (the service: same)
+        head = await db.run("head_select", cid)
+        hint = (head[0]["last_seq"] or 0) if head else 0
+        top = await db.run("msg_top", cid, hint // BUCKET_SIZE)
+        last = (top[0]["last_seq"] or 0) if top else 0
+    bucket = last // BUCKET_SIZE
     seq = last + 1
     now = time.time_ns() // 1_000_000
     await db.run("cid_insert", cid, sender, client_id, seq)
@@ -163,15 +175,13 @@ async def send_same(db: Db, cid: str, sender: str, recipient: str, n: int) -> No
     outcome = await db.batch(batch)
     if not outcome or not outcome[0]["[applied]"]:
         raise RuntimeError(f"conditional batch not applied in {cid} at {seq}")
+    _KNOWN_LAST_SEQ[cid] = seq
     period = now // INBOX_PERIOD_MS
     await asyncio.gather(db.run("inbox_insert", sender, period, now, cid),
                          db.run("inbox_insert", recipient, period, now, cid))
     await db.run("head_write", seq, seq, now, cid)
-    await asyncio.gather(db.run("part_read", seq, seq, cid, sender),
-                         db.run("memb_read", seq, seq, sender, cid),
-                         db.run("part_delivered", seq, seq, cid, sender),
-                         db.run("memb_delivered", seq, seq, sender, cid))
-    await db.run("memb_select", sender, cid)
+    await asyncio.gather(db.run("part_horizons", seq, seq, seq, cid, sender),
+                         db.run("memb_horizons", seq, seq, seq, sender, cid))
 
 
 class PlainInsert:

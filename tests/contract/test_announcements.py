@@ -82,3 +82,46 @@ async def test_a_lost_race_discards_its_intents(store: ChatStore, store_outbox: 
         sent = (await pending_by_type(store_outbox))[catalog.MESSAGE_SENT]
         assert [i.event.data["seq"] for i in sent] == [2]
         assert await checker.exists(sent[0]) is True
+
+
+async def test_replicas_taking_turns_stay_dense_and_announce_each_seq_once(
+    store: ChatStore, store_outbox: Any, uid: str
+) -> None:
+    """Two replicas (two apps, each its own sequencer and its remembered last seqs) send into
+    one conversation in turns, then all at once: every remembered last seq goes stale and is
+    caught by the conditional write; no seq is lost, doubled or announced for a loser."""
+    buyer, seller = f"b-{uid}", f"s-{uid}"
+    replicas = [ChatApp(store, announcer=Announcer(store_outbox, "eu-1")) for _ in range(2)]
+    checker = ChatChanges(store)
+    sent: list[tuple[int, str]] = []
+
+    async def send(replica: ChatApp, who: str, client_id: str) -> None:
+        stored = await replica.send_message(who, NewMessage(cid, client_id, MessageKind.TEXT,
+                                                            "hi"))
+        assert not stored.duplicate
+        sent.append((stored.message.seq, stored.message.message_id))
+
+    with trio.fail_after(120):
+        view, _ = await replicas[0].create_direct(buyer, seller)
+        cid = view.conversation.conversation_id
+        for turn in range(8):  # A, B, A, B...: each send finds its replica's value stale
+            who = buyer if turn % 2 == 0 else seller
+            await send(replicas[turn % 2], who, f"turn-{turn}")
+        async with trio.open_nursery() as nursery:
+            for n in range(6):
+                nursery.start_soon(send, replicas[n % 2], (buyer, seller)[n % 2], f"burst-{n}")
+        # a retry through the other replica finds the original
+        again = await replicas[1].send_message(buyer, NewMessage(cid, "turn-0",
+                                                                 MessageKind.TEXT, "hi"))
+        assert again.duplicate
+        assert again.message.seq == 1
+        assert sorted(seq for seq, _ in sent) == list(range(1, 15))
+        history = await store.get_messages(cid, limit=100)
+        assert [m.seq for m in history] == list(range(14, 0, -1))
+        assert {m.message_id for m in history} == {mid for _, mid in sent}
+        stats = [replica.sequencer.statistics() for replica in replicas]
+        assert sum(s.cas_conflicts for s in stats) >= 6  # turns 2..7 each found theirs stale
+        announced = (await pending_by_type(store_outbox))[catalog.MESSAGE_SENT]
+        assert sorted(i.event.data["seq"] for i in announced) == list(range(1, 15))
+        for intent in announced:
+            assert await checker.exists(intent) is True

@@ -214,6 +214,45 @@ async def test_update_rewrites_in_place(store: ChatStore, uid: str) -> None:
     assert await store.get_last_seq(cid) == 1
 
 
+async def test_written_horizons_move_forward_in_both_copies(store: ChatStore, uid: str) -> None:
+    cid = await new_conversation(store, uid)
+    alice, bob = f"alice-{uid}", f"bob-{uid}"
+    await append_n(store, cid, 6, alice, [alice, bob])
+
+    async def both() -> tuple[tuple[int, int], tuple[int, int]]:
+        horizons = {h.user_id: h for h in await store.get_horizons(cid)}
+        membership = await store.get_membership(cid, bob)
+        assert membership is not None
+        return ((horizons[bob].read_seq, horizons[bob].delivered_seq),
+                (membership.read_seq, membership.delivered_seq))
+
+    await store.write_horizons(cid, bob, read_seq=3)  # reading implies delivery
+    assert await both() == ((3, 3), (3, 3))
+    await store.write_horizons(cid, bob, delivered_seq=5)
+    assert await both() == ((3, 5), (3, 5))
+    await store.write_horizons(cid, bob, read_seq=2)  # lower: changes nothing
+    assert await both() == ((3, 5), (3, 5))
+    await store.write_horizons(cid, bob, read_seq=4, delivered_seq=6)
+    assert await both() == ((4, 6), (4, 6))
+    await store.write_horizons(cid, bob, read_seq=6)
+    assert await both() == ((6, 6), (6, 6))
+    assert (await store.advance_horizons(cid, bob, read_seq=1)).read_seq == 6
+
+
+async def test_a_lost_append_reports_what_it_found(store: ChatStore, uid: str) -> None:
+    cid = await new_conversation(store, uid)
+    who = [f"alice-{uid}", f"bob-{uid}"]
+    await append_n(store, cid, 1, who[0], who)
+    outcome = await store.append_messages(cid, 0, [message(cid, 1, who[1])], who)
+    assert not outcome.applied
+    assert outcome.last_seq in (None, 1)  # whatever it learned is exact
+    if outcome.last_seq is not None:
+        retry = await store.append_messages(cid, outcome.last_seq,
+                                            [message(cid, outcome.last_seq + 1, who[1])], who)
+        assert retry.applied
+        assert await store.get_last_seq(cid) == 2
+
+
 async def test_horizons_only_move_forward(store: ChatStore, uid: str) -> None:
     cid = await new_conversation(store, uid)
     alice, bob = f"alice-{uid}", f"bob-{uid}"

@@ -386,6 +386,68 @@ async def test_inbox_spans_periods_and_shows_each_conversation_once(store: CqlSt
 
 
 @deadline(60)
+async def test_a_lost_race_reports_the_last_seq_only_when_it_is_sure(store: CqlStore) -> None:
+    cid = await new_conversation(store, "alice", "bob")
+    await send(store, cid, 1)
+    # partition 0 (seqs 0..2) has room: its static last_seq is the conversation's
+    lost = await store.append_messages(cid, 0, [message(cid, 1, "bob")], ["bob"])
+    assert (lost.applied, lost.last_seq) == (False, 1)
+    await send(store, cid, 1)
+    # partition 0 is full at 2: a partition 1 may hold later seqs, so it says nothing
+    lost = await store.append_messages(cid, 1, [message(cid, 2, "bob")], ["bob"])
+    assert (lost.applied, lost.last_seq) == (False, None)
+    await send(store, cid, 2)  # 3, 4 open partition 1, which has room
+    lost = await store.append_messages(cid, 2, [message(cid, 3, "bob")], ["bob"])
+    assert (lost.applied, lost.last_seq) == (False, 4)
+    won = await store.append_messages(cid, 4, [message(cid, 5, "bob")], ["bob"])
+    assert (won.applied, won.last_seq) == (True, None)
+    await assert_history(store, cid, 5)
+
+
+@deadline(60)
+async def test_statements_sent_together_answer_together(store: CqlStore, raw: Raw,
+                                                        cql_keyspace: str) -> None:
+    db = store.trio_session
+    write = store._q["block_write"]
+    blocker = f"x-{uuid.uuid4().hex[:8]}"
+    broken = f"SELECT * FROM {cql_keyspace}.no_such_table"
+    with pytest.raises(StoreUnavailable):
+        await db.execute_many([
+            (write, (T0, True, blocker, "first")),
+            (broken, None),
+            (write, (T0, True, blocker, "last")),
+        ])
+    # the failure was raised only once every statement had answered: both writes are there
+    rows = await raw("SELECT blocked_id FROM blocks WHERE blocker_id = %s", blocker)
+    assert sorted(r["blocked_id"] for r in rows) == ["first", "last"]
+    pages = await db.execute_many([
+        (store._q["block_select"], (blocker, name)) for name in ("last", "none", "first")
+    ])
+    assert [page.rows for page in pages] == [[{"blocked": True}], [], [{"blocked": True}]]
+    assert await db.execute_many([]) == []
+
+
+@deadline(60)
+async def test_a_burst_of_queries_each_gets_its_own_answer(store: CqlStore) -> None:
+    blocker = f"y-{uuid.uuid4().hex[:8]}"
+    await store.trio_session.execute_many([
+        (store._q["block_write"], (T0, n % 2 == 0, blocker, f"u{n}")) for n in range(40)
+    ])
+    answers: dict[int, bool] = {}
+
+    async def ask(n: int) -> None:
+        row = (await store.trio_session.execute(store._q["block_select"],
+                                                (blocker, f"u{n}"))).one()
+        assert row is not None
+        answers[n] = row["blocked"]
+
+    async with trio.open_nursery() as nursery:
+        for n in range(400):
+            nursery.start_soon(ask, n % 40)
+    assert answers == {n: n % 2 == 0 for n in range(40)}
+
+
+@deadline(60)
 async def test_cancelled_queries_leave_the_store_working(store: CqlStore) -> None:
     cid = await new_conversation(store, "alice")
     await send(store, cid, 3)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+import attrs
+
 from cellchat.chat.domain.events import ChatEvent
 from cellchat.chat.domain.model import (
     Conversation,
@@ -28,6 +30,23 @@ from cellchat.chat.domain.model import (
     Participant,
     ProductCard,
 )
+
+
+@attrs.frozen
+class Appended:
+    """What `ChatStore.append_messages` did.
+
+    `last_seq`: after a lost race, the conversation's last seq as the store saw it when the
+    write failed, if it learned that in passing (a conditional write's answer), else None. It
+    is exact as of then and may be stale by the time it is used: writing at it is a new attempt
+    like any other, which fails again if the conversation moved on meanwhile.
+    """
+
+    applied: bool
+    last_seq: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.applied
 
 
 class ChatStore(Protocol):
@@ -83,14 +102,15 @@ class ChatStore(Protocol):
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
-    ) -> bool:
+    ) -> Appended:
         """Store `messages` (their seqs are expected_last_seq+1, +2, ... in order) if and only
         if the conversation's last seq is still `expected_last_seq`.
 
         On success also: records each message's client id for `find_by_client_ids`; counts each
         reply towards its thread root's `reply_count`; moves the conversation to the top of every
-        recipient's inbox (last activity = the last message's created_at_ms). Answers False, having
-        written nothing visible, when the last seq moved.
+        recipient's inbox (last activity = the last message's created_at_ms). Answers
+        `applied=False`, having written nothing visible, when the last seq moved, with the last
+        seq it found instead when it learned that in passing.
         """
         ...
 
@@ -131,6 +151,18 @@ class ChatStore(Protocol):
     ) -> Membership:
         """Move the user's horizons forward (a lower value than stored changes nothing;
         reading implies delivery). Returns the membership as stored afterwards."""
+        ...
+
+    async def write_horizons(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        read_seq: int = 0,
+        delivered_seq: int = 0,
+    ) -> None:
+        """`advance_horizons` without reading the membership back (a sender's own horizons
+        after a send: nobody needs the answer)."""
         ...
 
     async def get_horizons(self, conversation_id: str) -> list[Horizons]:

@@ -6,7 +6,14 @@ so letting every request race would turn a busy group chat into a contention sto
 inside one replica, sends to the same conversation queue up: the first sender becomes the
 leader and writes everything queued (up to `max_batch`) in one conditional batch, then the next
 batch, until the queue is empty. Writers on other replicas are fenced by the condition itself;
-a lost race re-reads the last seq and tries again.
+a lost race tries again at the last seq the failed write reported (or, if it reported none,
+at one read from the store).
+
+The last seq each conversation reached through this replica is remembered (bounded, least
+recently used first out), so a steady stream of sends reads it only once. The conditional write
+stays the only judge: a remembered value that another replica made stale costs one failed
+write and a retry, never a duplicate or a gap. A value is remembered only after a write that
+was applied, and forgotten when a write's outcome is unknown (a timeout), so it never leads.
 
 Rules:
 - The leader's writing is shielded from its own cancellation (bounded by `write_timeout_s`):
@@ -20,6 +27,7 @@ Rules:
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
@@ -29,6 +37,9 @@ from cellchat.chat.app.announcements import Announcer
 from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.domain.errors import ChatError, Contention, StoreTimeout
 from cellchat.chat.domain.model import Draft, Message
+
+#: Conversations whose last seq a sequencer remembers.
+KNOWN_LAST_SEQS = 100_000
 
 
 @attrs.define(eq=False)
@@ -54,6 +65,7 @@ class SequencerStatistics:
     queued: int
     batches_written: int
     cas_conflicts: int
+    last_seq_reads: int  # allocations that had to read the last seq from the store
 
 
 @attrs.frozen
@@ -82,6 +94,8 @@ class SendSequencer:
         self._queues: dict[str, _Queue] = {}
         self._batches = 0
         self._conflicts = 0
+        self._reads = 0
+        self._known: OrderedDict[str, int] = OrderedDict()  # conversation -> last seq
 
     def statistics(self) -> SequencerStatistics:
         return SequencerStatistics(
@@ -89,6 +103,7 @@ class SendSequencer:
             queued=sum(len(q.pending) for q in self._queues.values()),
             batches_written=self._batches,
             cas_conflicts=self._conflicts,
+            last_seq_reads=self._reads,
         )
 
     async def submit(self, draft: Draft, recipients: Sequence[str]) -> Stored:
@@ -138,17 +153,28 @@ class SendSequencer:
                 item.done.set()
 
     async def _write(self, conversation_id: str, batch: list[_Pending]) -> None:
+        # Taken out while writing: if this write's outcome stays unknown, it stays out.
+        known = self._known.pop(conversation_id, None)
         for attempt in range(self._max_attempts):
             fresh = await self._deduplicate(conversation_id, batch)
             if not fresh:
+                if known is not None:
+                    self._remember(conversation_id, known)
                 return
-            last_seq = await self._store.get_last_seq(conversation_id)
+            if known is None:
+                self._reads += 1
+                last_seq = await self._store.get_last_seq(conversation_id)
+            else:
+                last_seq, known = known, None
             messages = [item.draft.at(last_seq + i + 1) for i, item in enumerate(fresh)]
             recipients = sorted({r for item in fresh for r in item.recipients})
             intents: list[str] = []
             if self._announcer is not None:
                 intents = await self._announcer.messages(messages, recipients)
-            if await self._store.append_messages(conversation_id, last_seq, messages, recipients):
+            outcome = await self._store.append_messages(conversation_id, last_seq, messages,
+                                                        recipients)
+            if outcome.applied:
+                self._remember(conversation_id, messages[-1].seq)
                 if self._announcer is not None:
                     self._announcer.wake()
                 self._batches += 1
@@ -156,13 +182,20 @@ class SendSequencer:
                     item.message = message
                 self._resolve_in_batch_duplicates(batch)
                 return
+            known = outcome.last_seq
             self._conflicts += 1
             if intents and self._announcer is not None:
                 # These seqs went to another writer: the intents can never come true.
                 await self._announcer.discard(intents)
-            # Another replica won the race; back off a little, jittered, before re-reading.
+            # Another replica won the race; back off a little, jittered, before trying again.
             await trio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
         raise Contention("too many concurrent senders in this conversation; retry")
+
+    def _remember(self, conversation_id: str, last_seq: int) -> None:
+        self._known[conversation_id] = last_seq
+        self._known.move_to_end(conversation_id)
+        if len(self._known) > KNOWN_LAST_SEQS:
+            self._known.popitem(last=False)
 
     async def _deduplicate(self, conversation_id: str, batch: list[_Pending]) -> list[_Pending]:
         """Resolve retries of stored messages; return the items that still need a seq."""

@@ -362,9 +362,7 @@ class ChatApp:
         stored = await self.sequencer.submit(draft, recipients)
         if not stored.duplicate:
             if sender_id != rules.SYSTEM_SENDER:
-                await self.store.advance_horizons(
-                    cid, sender_id, read_seq=stored.message.seq
-                )
+                await self.store.write_horizons(cid, sender_id, read_seq=stored.message.seq)
             await self._events.publish(events.MessageCreated(stored.message, recipients))
         return stored
 

@@ -38,7 +38,12 @@ size of its index partition, counted only for marked rows.
 
 Horizons. `read_seq` and `delivered_seq` are written `USING TIMESTAMP <value>`, in two copies
 (per conversation for `get_horizons`, per user for memberships and the inbox), so the highest
-value wins without a read. Reading implies delivery: a read also writes `delivered_seq`.
+value wins without a read. Reading implies delivery: a read also writes `delivered_seq`, in the
+same statement when both are the same value (one write per copy).
+
+A lost conditional batch reports the partition's `last_seq` from its answer (see `Appended`)
+when that is the conversation's last seq for sure: the partition is not full, so no later one
+exists. The send sequencer retries at it without reading.
 
 Inbox. Every send appends one `inbox_activity` row per recipient (partition: user and a
 30-day period of activity time), before the head moves. A row is current only while its
@@ -86,6 +91,7 @@ from cassandra.policies import (
 )
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, dict_factory
 
+from cellchat.chat.app.ports import Appended
 from cellchat.chat.domain.content import attachment_from_json, attachment_to_json
 from cellchat.chat.domain.errors import InvalidArgument, StoreError
 from cellchat.chat.domain.model import (
@@ -101,7 +107,7 @@ from cellchat.chat.domain.model import (
     ProductCard,
     Role,
 )
-from cellchat.chat.storage.trio_cql import Row, TrioSession, map_driver_errors
+from cellchat.chat.storage.trio_cql import Row, Statement, TrioSession, map_driver_errors
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +120,11 @@ MAX_BATCH = 256
 CLIENT_ID_TTL_S = 25 * 3600
 #: Inbox log partitions cover this much activity time each.
 INBOX_PERIOD_MS = 30 * 24 * 3600 * 1000
+#: Whether CQL frames are compressed (what the driver's `compression` takes). Off: the
+#: statements of the chat are a few hundred bytes, and compressing them costs the Trio thread
+#: more than it saves on a LAN (the lz4 call releases the GIL, and gets it back only after the
+#: driver's I/O thread lets go).
+COMPRESSION: bool | str = False
 #: Concurrent queries one store call may have in flight.
 _FAN_OUT = 64
 _PERIODS_REMEMBERED = 50_000
@@ -232,6 +243,15 @@ _STATEMENTS: dict[str, str] = {
         "UPDATE participants USING TIMESTAMP ? SET delivered_seq = ?"
         " WHERE conversation_id = ? AND user_id = ?"
     ),
+    # Reading implies delivery: one write sets both horizons when they are the same value.
+    "part_horizons": (
+        "UPDATE participants USING TIMESTAMP ? SET read_seq = ?, delivered_seq = ?"
+        " WHERE conversation_id = ? AND user_id = ?"
+    ),
+    "memb_horizons": (
+        "UPDATE memberships USING TIMESTAMP ? SET read_seq = ?, delivered_seq = ?"
+        " WHERE user_id = ? AND conversation_id = ?"
+    ),
     "memb_upsert": (
         "INSERT INTO memberships (user_id, conversation_id, active, joined_at_ms)"
         " VALUES (?, ?, true, ?)"
@@ -299,6 +319,11 @@ _STATEMENTS: dict[str, str] = {
         "UPDATE blocks USING TIMESTAMP ? SET blocked = ? WHERE blocker_id = ? AND blocked_id = ?"
     ),
     "block_select": "SELECT blocked FROM blocks WHERE blocker_id = ? AND blocked_id = ?",
+    # Both directions between two users in one statement (two partitions, one round trip).
+    "block_select_pair": (
+        "SELECT blocker_id, blocked_id, blocked FROM blocks"
+        " WHERE blocker_id IN ? AND blocked_id IN ?"
+    ),
     # One partition, many rows: whom user_id blocked among some peers.
     "block_select_blocked_in": (
         "SELECT blocked_id, blocked FROM blocks WHERE blocker_id = ? AND blocked_id IN ?"
@@ -404,6 +429,10 @@ class CqlStore:
 
     async def _run(self, name: str, *params: Any) -> None:
         await self._db.execute(self._q[name], params)
+
+    async def _run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Independent statements by name, concurrently (one round trip, no task each)."""
+        await self._db.execute_many([(self._q[name], params) for name, params in calls])
 
     def _message(self, row: Row, reply_count: int = 0) -> Message:
         return Message(
@@ -523,16 +552,15 @@ class CqlStore:
             )
             calls.append(partial(self._run, "memb_upsert", p.user_id, cid, p.joined_at_ms))
             if last_seq > 0:
-                calls.append(partial(self._write_horizon, cid, p.user_id, "read", last_seq))
-                calls.append(partial(self._write_horizon, cid, p.user_id, "delivered", last_seq))
+                calls.append(partial(self.write_horizons, cid, p.user_id, read_seq=last_seq))
         users = [p.user_id for p in participants]
         calls.append(partial(self._file_activity, users, cid, activity_ms))
         await _gather(calls)
 
     async def remove_participant(self, conversation_id: str, user_id: str) -> None:
-        await _gather([
-            lambda: self._run("part_leave", conversation_id, user_id),
-            lambda: self._run("memb_leave", user_id, conversation_id),
+        await self._run_many([
+            ("part_leave", (conversation_id, user_id)),
+            ("memb_leave", (user_id, conversation_id)),
         ])
 
     # ------------------------------------------------------------ locating messages
@@ -644,10 +672,11 @@ class CqlStore:
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
-    ) -> bool:
+    ) -> Appended:
         cid = conversation_id
         if not messages:
-            return await self.get_last_seq(cid) == expected_last_seq
+            last_seq = await self.get_last_seq(cid)
+            return Appended(last_seq == expected_last_seq, last_seq)
         if len(messages) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} messages per append")
         for offset, message in enumerate(messages, start=1):
@@ -660,19 +689,25 @@ class CqlStore:
         replies = [m for m in messages if m.thread_root_seq > 0]
 
         # Write-ahead records: harmless if the batch loses, found by retries if it wins.
-        await _gather([
-            lambda: self._record_client_ids(cid, messages),
-            lambda: self._record_replies(cid, replies, first_seq),
-            lambda: self._record_product_cards(cid, messages),
-        ])
+        ahead = self._client_id_records(cid, messages) + [
+            (self._q["card_insert"], (m.attachment.product_id, m.created_at_ms, cid, m.seq))
+            for m in messages if isinstance(m.attachment, ProductCard)
+        ] + [
+            (self._q["thread_insert"], (cid, m.thread_root_seq, m.seq, m.message_id))
+            for m in replies
+        ]
+        roots = sorted({m.thread_root_seq for m in replies if m.thread_root_seq < first_seq})
+        calls: list[Callable[[], Awaitable[object]]] = [partial(self._db.execute_many, ahead)]
+        calls += [partial(self._mark_root, cid, root) for root in roots]
+        await _gather(calls)
         try:
-            applied = await self._conditional_append(cid, expected_last_seq, messages,
+            outcome = await self._conditional_append(cid, expected_last_seq, messages,
                                                      in_batch_roots)
         except StoreError:
             raise  # the batch may have been applied: keep the records
-        if not applied:
+        if not outcome.applied:
             await self._forget_replies(cid, replies)
-            return False
+            return outcome
 
         last = messages[-1]
         try:
@@ -683,46 +718,25 @@ class CqlStore:
                 "message %s/%d stored, but its inbox entries or head were not written; the "
                 "next send repairs them", cid, last.seq, exc_info=True,
             )
-        return True
+        return Appended(True)
 
-    async def _record_client_ids(self, cid: str, messages: Sequence[Message]) -> None:
+    def _client_id_records(self, cid: str, messages: Sequence[Message]) -> list[Statement]:
         by_sender: dict[str, list[Message]] = {}
         for m in messages:
             if m.client_message_id:
                 by_sender.setdefault(m.sender_id, []).append(m)
-
-        async def record(sender: str, group: list[Message]) -> None:
+        records: list[Statement] = []
+        for sender, group in by_sender.items():
             if len(group) == 1:
                 m = group[0]
-                await self._run("cid_insert", cid, sender, m.client_message_id, m.seq)
-                return
+                records.append((self._q["cid_insert"],
+                                (cid, sender, m.client_message_id, m.seq)))
+                continue
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one partition
             for m in group:
                 batch.add(self._q["cid_insert"], (cid, sender, m.client_message_id, m.seq))
-            await self._db.execute(batch)
-
-        await _gather(partial(record, sender, group) for sender, group in by_sender.items())
-
-    async def _record_replies(
-        self, cid: str, replies: Sequence[Message], first_seq: int
-    ) -> None:
-        if not replies:
-            return
-        calls: list[Callable[[], Awaitable[None]]] = [
-            partial(self._run, "thread_insert", cid, m.thread_root_seq, m.seq, m.message_id)
-            for m in replies
-        ]
-        roots = {m.thread_root_seq for m in replies if m.thread_root_seq < first_seq}
-        calls += [partial(self._mark_root, cid, root) for root in sorted(roots)]
-        await _gather(calls)
-
-    async def _record_product_cards(self, cid: str, messages: Sequence[Message]) -> None:
-        await _gather(
-            partial(self._run, "card_insert", m.attachment.product_id, m.created_at_ms, cid,
-                    m.seq)
-            for m in messages
-            if isinstance(m.attachment, ProductCard)
-        )
+            records.append((batch, None))
+        return records
 
     async def _mark_root(self, cid: str, root_seq: int) -> None:
         found = await self._find_row(cid, root_seq)
@@ -733,33 +747,30 @@ class CqlStore:
         if not replies:
             return
         try:
-            await _gather(
-                partial(self._run, "thread_delete", cid, m.thread_root_seq, m.seq)
-                for m in replies
+            await self._run_many(
+                [("thread_delete", (cid, m.thread_root_seq, m.seq)) for m in replies]
             )
         except StoreError:  # left over: get_thread ignores and removes it later
             log.info("could not remove thread records of a failed send in %s", cid)
 
     async def _conditional_append(
         self, cid: str, expected: int, messages: Sequence[Message], roots: set[int]
-    ) -> bool:
+    ) -> Appended:
         size = self._bucket
         if expected == 0:
-            applied, _ = await self._cas(cid, 0, None, messages, roots)
-            return applied
+            return await self._open(cid, 0, messages, roots)
         nominal = expected // size
         if not self._full(nominal, expected):
             # The usual case: the expected seq is in its nominal partition, which has room.
             applied, current = await self._cas(cid, nominal, expected, messages, roots)
             if applied or current is not None:
-                return applied
+                return Appended(applied, None if applied else self._learned(nominal, current))
         else:
             current = await self._static_serial(cid, nominal)
             if current is not None:
                 if current != expected:
-                    return False
-                applied, _ = await self._cas(cid, nominal + 1, None, messages, roots)
-                return applied
+                    return Appended(False, self._learned(nominal, current))
+                return await self._open(cid, nominal + 1, messages, roots)
         # The nominal partition does not exist: the expected seq, if it is the last one, is in
         # an earlier partition that overran its end, and this send opens the next partition.
         for lower in range(nominal - 1, max(-1, nominal - 1 - self._max_walk), -1):
@@ -767,13 +778,27 @@ class CqlStore:
             if current is None:
                 continue
             if current != expected:
-                return False
+                return Appended(False, self._learned(lower, current))
             if not self._full(lower, current):
-                applied, _ = await self._cas(cid, lower, expected, messages, roots)
-            else:
-                applied, _ = await self._cas(cid, lower + 1, None, messages, roots)
-            return applied
-        return False
+                applied, current = await self._cas(cid, lower, expected, messages, roots)
+                return Appended(applied, None if applied else self._learned(lower, current))
+            return await self._open(cid, lower + 1, messages, roots)
+        return Appended(False)
+
+    async def _open(
+        self, cid: str, bucket: int, messages: Sequence[Message], roots: set[int]
+    ) -> Appended:
+        """The conditional batch that opens partition `bucket`."""
+        applied, current = await self._cas(cid, bucket, None, messages, roots)
+        return Appended(applied, None if applied else self._learned(bucket, current))
+
+    def _learned(self, bucket: int, current: int | None) -> int | None:
+        """The conversation's last seq, given the last seq `current` of partition `bucket`
+        as a serial read or a conditional write just saw it: exact while that partition is not
+        full (the next one is only opened once it is), unknown otherwise."""
+        if current is None or self._full(bucket, current):
+            return None
+        return current
 
     async def _cas(
         self,
@@ -895,9 +920,9 @@ class CqlStore:
 
     async def _write_horizon(self, cid: str, user: str, which: str, value: int) -> None:
         # The value is also the write timestamp: the highest value wins in both copies.
-        await _gather([
-            lambda: self._run(f"part_{which}", value, value, cid, user),
-            lambda: self._run(f"memb_{which}", value, value, user, cid),
+        await self._run_many([
+            (f"part_{which}", (value, value, cid, user)),
+            (f"memb_{which}", (value, value, user, cid)),
         ])
 
     async def advance_horizons(
@@ -908,18 +933,36 @@ class CqlStore:
         read_seq: int = 0,
         delivered_seq: int = 0,
     ) -> Membership:
-        delivered = max(read_seq, delivered_seq)
-        calls: list[Callable[[], Awaitable[None]]] = []
-        if read_seq > 0:
-            calls.append(lambda: self._write_horizon(conversation_id, user_id, "read", read_seq))
-        if delivered > 0:
-            calls.append(
-                lambda: self._write_horizon(conversation_id, user_id, "delivered", delivered)
-            )
-        if calls:
-            await _gather(calls)
+        await self.write_horizons(conversation_id, user_id, read_seq=read_seq,
+                                  delivered_seq=delivered_seq)
         row = await self._one("memb_select", user_id, conversation_id)
         return self._membership(conversation_id, user_id, row)
+
+    async def write_horizons(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        read_seq: int = 0,
+        delivered_seq: int = 0,
+    ) -> None:
+        cid, user = conversation_id, user_id
+        delivered = max(read_seq, delivered_seq)
+        if read_seq > 0 and delivered == read_seq:
+            # The usual case (a read, a sender's own message): both horizons in one write per
+            # copy, each cell at the timestamp of its value as the separate writes would do.
+            await self._run_many([
+                ("part_horizons", (read_seq, read_seq, read_seq, cid, user)),
+                ("memb_horizons", (read_seq, read_seq, read_seq, user, cid)),
+            ])
+            return
+        calls: list[Callable[[], Awaitable[None]]] = []
+        if read_seq > 0:
+            calls.append(partial(self._write_horizon, cid, user, "read", read_seq))
+        if delivered > 0:
+            calls.append(partial(self._write_horizon, cid, user, "delivered", delivered))
+        if calls:
+            await _gather(calls)
 
     @staticmethod
     def _membership(cid: str, user_id: str, row: Row | None) -> Membership:
@@ -955,18 +998,19 @@ class CqlStore:
     async def _file_activity(self, users: Sequence[str], cid: str, activity_ms: int) -> None:
         """Append the conversation's activity to each user's inbox log."""
         period = _period(activity_ms)
-        calls: list[Callable[[], Awaitable[None]]] = []
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+        new_periods: list[tuple[str, int]] = []
         for user in users:
-            calls.append(partial(self._run, "inbox_insert", user, period, activity_ms, cid))
+            calls.append(("inbox_insert", (user, period, activity_ms, cid)))
             if (user, period) not in self._periods_written:
-                calls.append(partial(self._add_period, user, period))
-        await _gather(calls)
-
-    async def _add_period(self, user: str, period: int) -> None:
-        await self._run("memb_add_period", {period}, user)
-        self._periods_written[(user, period)] = None
-        if len(self._periods_written) > _PERIODS_REMEMBERED:
-            self._periods_written.popitem(last=False)
+                calls.append(("memb_add_period", ({period}, user)))
+                new_periods.append((user, period))
+        for start in range(0, len(calls), _FAN_OUT):
+            await self._run_many(calls[start:start + _FAN_OUT])
+        for key in new_periods:
+            self._periods_written[key] = None
+            if len(self._periods_written) > _PERIODS_REMEMBERED:
+                self._periods_written.popitem(last=False)
 
     async def list_inbox(
         self, user_id: str, *, limit: int, cursor: str = ""
@@ -1138,11 +1182,11 @@ class CqlStore:
         return was != bool(after and after["blocked"])
 
     async def is_blocked(self, user_a: str, user_b: str) -> bool:
-        rows = await _gather([
-            partial(self._one, "block_select", user_a, user_b),
-            partial(self._one, "block_select", user_b, user_a),
-        ])
-        return any(row is not None and row["blocked"] for row in rows)
+        pair = sorted({user_a, user_b})
+        wanted = {(user_a, user_b), (user_b, user_a)}
+        rows = await self._rows("block_select_pair", pair, pair)
+        return any(row["blocked"] and (row["blocker_id"], row["blocked_id"]) in wanted
+                   for row in rows)
 
     async def blocked_among(self, user_id: str, others: Collection[str]) -> set[str]:
         wanted = sorted(set(others) - {user_id})
@@ -1235,6 +1279,7 @@ async def open_cql_store(
             connect_timeout=request_timeout,
             control_connection_timeout=request_timeout,
             reconnection_policy=ExponentialReconnectionPolicy(0.5, 10.0),
+            compression=COMPRESSION,
         )
     store: CqlStore | None = None
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from cellchat.chat.app.ports import Appended
 from cellchat.chat.domain.content import attachment_from_json, attachment_to_json
 from cellchat.chat.domain.errors import InvalidArgument
 from cellchat.chat.domain.model import (
@@ -254,13 +255,15 @@ class EmbeddedStore:
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
-    ) -> bool:
+    ) -> Appended:
         await trio.lowlevel.checkpoint()
         if not messages:
-            return True
+            last_seq = self._last_seq(conversation_id)
+            return Appended(last_seq == expected_last_seq, last_seq)
         with self._tx():
-            if self._last_seq(conversation_id) != expected_last_seq:
-                return False
+            last_seq = self._last_seq(conversation_id)
+            if last_seq != expected_last_seq:
+                return Appended(False, last_seq)
             for offset, m in enumerate(messages, start=1):
                 if m.seq != expected_last_seq + offset:
                     raise ValueError("messages must continue the sequence densely")
@@ -286,7 +289,7 @@ class EmbeddedStore:
                 " WHERE conversation_id=?",
                 (last.seq, last.created_at_ms, conversation_id),
             )
-        return True
+        return Appended(True)
 
     async def get_message(self, conversation_id: str, seq: int) -> Message | None:
         await trio.lowlevel.checkpoint()
@@ -339,20 +342,31 @@ class EmbeddedStore:
         self, conversation_id: str, user_id: str, *, read_seq: int = 0, delivered_seq: int = 0
     ) -> Membership:
         await trio.lowlevel.checkpoint()
-        delivered = max(read_seq, delivered_seq)
         with self._tx():
-            self._db.execute(
-                "INSERT INTO memberships (conversation_id, user_id, active, read_seq,"
-                " delivered_seq) VALUES (?,?,1,?,?) ON CONFLICT DO UPDATE SET"
-                " read_seq=max(read_seq, excluded.read_seq),"
-                " delivered_seq=max(delivered_seq, excluded.delivered_seq)",
-                (conversation_id, user_id, read_seq, delivered),
-            )
+            self._write_horizons(conversation_id, user_id, read_seq, delivered_seq)
             row = self._q(
                 "SELECT * FROM memberships WHERE conversation_id=? AND user_id=?",
                 (conversation_id, user_id),
             )[0]
         return _membership(row)
+
+    async def write_horizons(
+        self, conversation_id: str, user_id: str, *, read_seq: int = 0, delivered_seq: int = 0
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        with self._tx():
+            self._write_horizons(conversation_id, user_id, read_seq, delivered_seq)
+
+    def _write_horizons(
+        self, conversation_id: str, user_id: str, read_seq: int, delivered_seq: int
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO memberships (conversation_id, user_id, active, read_seq,"
+            " delivered_seq) VALUES (?,?,1,?,?) ON CONFLICT DO UPDATE SET"
+            " read_seq=max(read_seq, excluded.read_seq),"
+            " delivered_seq=max(delivered_seq, excluded.delivered_seq)",
+            (conversation_id, user_id, read_seq, max(read_seq, delivered_seq)),
+        )
 
     async def get_horizons(self, conversation_id: str) -> list[Horizons]:
         await trio.lowlevel.checkpoint()
