@@ -25,7 +25,7 @@ def service_send_statements(host: str, port: int, keyspace: str) -> list[str]:
 
     trace: list[str] = []
     names: dict[Any, str] = {}
-    original = trio_cql.TrioSession.execute
+    original = trio_cql.TrioSession._run  # every query passes here, alone or sent together
 
     def name_of(statement: Any) -> str:
         if isinstance(statement, BatchStatement):
@@ -34,9 +34,9 @@ def service_send_statements(host: str, port: int, keyspace: str) -> list[str]:
         prepared = getattr(statement, "prepared_statement", statement)
         return names.get(getattr(prepared, "query_id", None), "?")
 
-    async def traced(self: Any, statement: Any, params: Any = None, **kwargs: Any) -> Any:
-        trace.append(name_of(statement))
-        return await original(self, statement, params, **kwargs)
+    async def traced(self: Any, statements: Any, *args: Any) -> Any:
+        trace.extend(name_of(statement) for statement, _ in statements)
+        return await original(self, statements, *args)
 
     async def main() -> list[str]:
         async with open_cql_store([host], port, keyspace) as store:
@@ -46,14 +46,14 @@ def service_send_statements(host: str, port: int, keyspace: str) -> list[str]:
             buyer, seller = f"trace-b-{uuid.uuid4().hex[:6]}", f"trace-s-{uuid.uuid4().hex[:6]}"
             view, _ = await app.create_direct(buyer, seller)
             cid = view.conversation.conversation_id
-            trio_cql.TrioSession.execute = traced  # type: ignore[method-assign]
+            trio_cql.TrioSession._run = traced  # type: ignore[method-assign,assignment]
             try:
                 for i in range(3):  # the first sends fill caches; the third is steady
                     trace.clear()
                     await app.send_message(buyer, NewMessage(cid, f"t{i}", MessageKind.TEXT,
                                                              text="trace"))
             finally:
-                trio_cql.TrioSession.execute = original  # type: ignore[method-assign]
+                trio_cql.TrioSession._run = original  # type: ignore[method-assign]
             return list(trace)
 
     return trio.run(main)
