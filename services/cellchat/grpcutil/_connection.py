@@ -15,27 +15,130 @@ gracefully and swallows handler errors; what we add here on top of `GRPCProtoSoc
 * `on_reset`: purerpc drops a client's RST_STREAM (`GRPCConnection._stream_reset` returns no
   event), so a cancelled call's handler would run on. We hook that method on our instance and
   report the stream id, so the server cancels the handler.
+* `forget(stream_id)`, once a call is over: its stream is dropped at once, whatever the client
+  still sends on it is discarded (its bytes given back to the connection's flow-control window),
+  and a client still sending is told to stop (RST_STREAM NO_ERROR, RFC 7540 §8.1).
+
+The rule for errors: **a fault on one stream ends that stream only** (RFC 7540 §5.4.2), never
+the connection and the other calls on it. purerpc and h2 3.2 break it in a few places, which
+we fix on our instance (nothing global is patched):
+
+* a WINDOW_UPDATE for a stream we closed, arriving once h2 has cleaned the stream up (h2 does
+  so when the next stream opens), raises StreamClosedError and h2 tears the connection down;
+  RFC 7540 §5.1 says to ignore it. grpcio clients send those routinely after a stream ends or
+  is cancelled.
+* a malformed request (bad pseudo-headers, content-type, `grpc-timeout`, `-bin` metadata)
+  raises in purerpc's parser; we answer that stream INTERNAL with the reason instead.
+* a request whose HEADERS frame ends the stream (a client stream of no messages, legal gRPC) is
+  a protocol error for purerpc; here it is a request with no messages.
+* a message over the size limit, or compressed with an encoding we cannot read, raises in
+  purerpc's reader; here the handler reading it gets that error (RESOURCE_EXHAUSTED /
+  INTERNAL through `statuses`), at the point where it would have read the message.
+* DATA for a stream purerpc no longer tracks made it reset the stream and then crash.
+
+And for throughput (every call of a busy connection pays these), `_listen` and the writer
+differ from purerpc's: events are queued to their stream without a scheduler checkpoint each,
+so one read's worth of requests is dispatched in one go, and the writer lets every ready task
+add its frames before it writes, so the responses of a batch of calls leave in one send()
+instead of one per frame. Response headers wait for the first message, or become a
+trailers-only response when there is none.
 
 Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import anyio.abc
+import h2.connection
 import h2.exceptions
+import h2.stream
+import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
-from purerpc.grpc_proto import GRPCProtoSocket
+from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
+from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
+from purerpc.grpc_socket import SocketWrapper
+from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.config import GRPCConfiguration
+from purerpc.grpclib.events import (
+    MessageReceived,
+    RequestEnded,
+    RequestReceived,
+    ResponseEnded,
+    WindowUpdated,
+)
+from purerpc.grpclib.exceptions import ProtocolError
+from purerpc.grpclib.headers import HeaderDict
+from purerpc.grpclib.status import Status, StatusCode
 
 __all__ = ["ServerConnection"]
+
+log = logging.getLogger(__name__)
+
+# What purerpc's request parser raises on bad headers besides its own ProtocolError: a missing
+# header (KeyError), a bad number or base64 (ValueError), a path without a slash (ValueError).
+_MALFORMED_REQUEST = (ProtocolError, KeyError, ValueError, IndexError)
+_CLOSED_BY_US = (h2.stream.StreamState.HALF_CLOSED_LOCAL, h2.stream.StreamState.CLOSED)
+
+
+class _RequestFailed(RequestEnded):  # type: ignore[misc]
+    """The request side of a stream broke: the handler gets `error` when it reads on."""
+
+    def __init__(self, stream_id: int, error: ProtocolError) -> None:
+        super().__init__(stream_id)
+        self.error = error
+
+
+class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
+    async def receive_event(self) -> Any:
+        event = await super().receive_event()
+        if isinstance(event, _RequestFailed):
+            raise event.error
+        return event
+
+    _response_started: bool
+
+    async def send_message(self, message: Any) -> None:
+        if not self._response_started:
+            # The response headers leave with the first message (same send, same packet).
+            self._grpc_connection.start_response(self._stream_id, "+proto")
+            self._response_started = True
+        await super().send_message(message)
+
+
+class _Writer(SocketWrapper):  # type: ignore[misc]
+    """purerpc's socket writer, but one send() per scheduler round rather than per flush."""
+
+    def __init__(self, grpc_connection: Any, stream: anyio.abc.SocketStream) -> None:
+        super().__init__(grpc_connection, stream)
+        self._flush_event = trio.Event()
+
+    async def _writer_thread(self) -> None:
+        while True:
+            # Every task made runnable with us (the other calls of the batch) adds its frames
+            # before we write: one send() for all of them.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            data = self._grpc_connection.data_to_send()
+            if data:
+                await self._stream.send(data)
+            elif self._running:
+                await self._flush_event.wait()
+                self._flush_event = trio.Event()
+            else:
+                return
+
+    async def flush(self) -> None:
+        self._flush_event.set()
 
 
 class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
     """`async with` it around an accepted socket; `listen()` yields a stream per new call."""
+
+    StreamClass = _ServerStream
 
     def __init__(
         self,
@@ -47,37 +150,182 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         super().__init__(
             GRPCConfiguration(client_side=False, max_message_length=max_message_bytes), stream
         )
+        self._socket = _Writer(self._grpc_connection, stream)
         self._on_reset = on_reset
-        self._grpc_connection._stream_reset = self._stream_reset
+        self._max_message_bytes = max_message_bytes
+        grpc_connection = self._grpc_connection
+        grpc_connection._stream_reset = self._stream_reset
+        grpc_connection._request_received = self._request_received
+        grpc_connection._data_received = self._data_received
+        self._h2: h2.connection.H2Connection = grpc_connection.h2_connection
+        self._receive_window_update_frame = self._h2._frame_dispatch_table[WindowUpdateFrame]
+        self._h2._frame_dispatch_table[WindowUpdateFrame] = self._window_update_frame
+
+    # ------------------------------------------------------------ reading
+
+    async def listen(self) -> AsyncIterator[Any]:
+        """Yield a stream per new call; return when the client closes the connection.
+
+        purerpc's loop, but with no checkpoint per event: a read's events are all queued to
+        their streams before any handler runs, and nothing else runs in between (so `forget`
+        may drop a stream at any time). Events of a stream already forgotten are dropped.
+        """
+        streams = self._streams
+        while True:
+            try:
+                data = await self._socket.recv(self._receive_buffer_size)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            events = self._grpc_connection.receive_data(data)
+            await self._socket.flush()
+            for event in events:
+                stream_id = event.stream_id
+                if isinstance(event, WindowUpdated):
+                    if stream_id == 0:
+                        for waiting in streams.values():
+                            waiting._flow_control_update_event.set()
+                    elif stream_id in streams:
+                        streams[stream_id]._flow_control_update_event.set()
+                    continue
+                if isinstance(event, RequestReceived):
+                    stream = self._allocate_stream(stream_id)
+                else:
+                    stream = streams.get(stream_id)
+                    if stream is None:
+                        self._discard(event)
+                        continue
+                stream._incoming_events[0].send_nowait(event)
+                if isinstance(event, RequestReceived):
+                    yield stream
+                elif isinstance(event, RequestEnded | ResponseEnded):
+                    stream._close_remote()
 
     def _stream_reset(self, event: Any) -> list[object]:
         self._on_reset(event.stream_id)
         return []
 
-    async def send_goaway(self) -> None:
-        h2 = self._grpc_connection.h2_connection
-        frame = GoAwayFrame(
-            stream_id=0,
-            last_stream_id=h2.highest_inbound_stream_id,
-            error_code=ErrorCodes.NO_ERROR,
-            additional_data=b"server is shutting down",
+    def _window_update_frame(self, frame: WindowUpdateFrame) -> Any:
+        """h2's WINDOW_UPDATE handler, except for a stream closed and cleaned up: ignored.
+
+        RFC 7540 §5.1: WINDOW_UPDATE (and RST_STREAM, which h2 already ignores) may arrive on
+        a stream shortly after it closed, and must be ignored. h2 does so while it still
+        tracks the stream, and raises StreamClosedError (a connection error) after.
+        """
+        stream_id = frame.stream_id
+        h2_connection = self._h2
+        if (
+            stream_id
+            and stream_id not in h2_connection.streams
+            and h2_connection._stream_closed_by(stream_id) is not None
+        ):
+            events = h2_connection.state_machine.process_input(
+                h2.connection.ConnectionInputs.RECV_WINDOW_UPDATE
+            )
+            return [], events
+        return self._receive_window_update_frame(frame)
+
+    def _request_received(self, event: Any) -> list[object]:
+        try:
+            request = RequestReceived.parse_from_stream_id_and_headers_destructive(
+                event.stream_id, HeaderDict(event.headers)
+            )
+        except _MALFORMED_REQUEST as exc:
+            reason = f"missing header {exc}" if isinstance(exc, KeyError) else str(exc)
+            self._reject(event.stream_id, f"malformed request: {reason}", ended=event.stream_ended)
+            return []
+        # With END_STREAM on the HEADERS frame (a request of no messages), h2's StreamEnded
+        # follows, and purerpc turns it into RequestEnded as it finds this buffer.
+        self._grpc_connection.message_read_buffers[event.stream_id] = MessageReadBuffer(
+            request.message_encoding, self._max_message_bytes
         )
-        h2._data_to_send += frame.serialize()
-        await self._socket.flush()
+        return [request]
+
+    def _reject(self, stream_id: int, message: str, *, ended: bool) -> None:
+        log.debug("gRPC stream %d rejected: %s", stream_id, message)
+        self._grpc_connection.respond_status(stream_id, Status(StatusCode.INTERNAL, message))
+        if not ended:
+            self._reset(stream_id, ErrorCodes.NO_ERROR)
+
+    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except h2.exceptions.ProtocolError:
+            pass  # the stream or the whole connection is closed already: nothing to stop
+
+    def _data_received(self, event: Any) -> list[object]:
+        stream_id = event.stream_id
+        buffers = self._grpc_connection.message_read_buffers
+        buffer = buffers.get(stream_id)
+        if buffer is None:  # rejected, failed or forgotten: nobody reads it
+            self._release(event.flow_controlled_length, stream_id)
+            return []
+        failure: ProtocolError | None = None
+        try:
+            buffer.data_received(event.data, event.flow_controlled_length)
+        except ProtocolError as exc:  # too large, or an unknown compression
+            failure = exc
+        events: list[object] = [
+            MessageReceived(stream_id, message, flow_controlled_length)
+            for message, flow_controlled_length in buffer.read_all_complete_messages_flowcontrol()
+        ]
+        if failure is not None:
+            del buffers[stream_id]
+            self._release(_unread_bytes(buffer), stream_id)
+            events.append(_RequestFailed(stream_id, failure))
+        return events
+
+    def _release(self, flow_controlled_length: int, stream_id: int) -> None:
+        """Give the bytes of discarded DATA back to the window (else the connection stalls)."""
+        if flow_controlled_length:
+            self._h2.acknowledge_received_data(flow_controlled_length, stream_id)
+
+    def _discard(self, event: Any) -> None:
+        if isinstance(event, MessageReceived):
+            self._release(event.flow_controlled_length, event.stream_id)
+
+    # ------------------------------------------------------------ ending streams
+
+    def forget(self, stream_id: int) -> None:
+        """Drop a stream whose call is over (purerpc only drops streams closed both ways)."""
+        self._grpc_connection.message_read_buffers.pop(stream_id, None)
+        h2_stream = self._h2.streams.get(stream_id)
+        if h2_stream is not None and not h2_stream.closed:
+            # The client is still sending: tell it to stop. NO_ERROR if it has our answer.
+            answered = h2_stream.state_machine.state in _CLOSED_BY_US
+            self._reset(stream_id, ErrorCodes.NO_ERROR if answered else ErrorCodes.CANCEL)
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            queue = stream._incoming_events[1]
+            while True:
+                try:
+                    self._discard(queue.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
 
     async def refuse(self, stream_id: int) -> None:
-        try:
-            self._grpc_connection.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-        except h2.exceptions.StreamClosedError:
-            pass  # the client gave up on it first
+        self._reset(stream_id, ErrorCodes.REFUSED_STREAM)  # unless the client gave up first
         self.forget(stream_id)
         await self._socket.flush()
 
-    def forget(self, stream_id: int) -> None:
-        """Drop a reset stream: purerpc only forgets streams that were closed both ways."""
-        self._streams.pop(stream_id, None)
+    async def send_goaway(self) -> None:
+        h2_connection = self._h2
+        frame = GoAwayFrame(
+            stream_id=0,
+            last_stream_id=h2_connection.highest_inbound_stream_id,
+            error_code=ErrorCodes.NO_ERROR,
+            additional_data=b"server is shutting down",
+        )
+        h2_connection._data_to_send += frame.serialize()
+        await self._socket.flush()
 
     async def close(self) -> None:
         """Queue the final GOAWAY; it is written when the `async with` block exits."""
-        self._grpc_connection.h2_connection.close_connection(error_code=ErrorCodes.NO_ERROR)
+        self._h2.close_connection(error_code=ErrorCodes.NO_ERROR)
         await self._socket.flush()
+
+
+def _unread_bytes(buffer: MessageReadBuffer) -> int:
+    """Flow-controlled bytes a failed read buffer holds: its partial message, header included."""
+    pending: int = buffer._flow_controlled_length or 0
+    queued: int = sum(length for _, length in buffer._buffer._deque)
+    return pending + queued

@@ -303,6 +303,9 @@ class GrpcServer:
             # Handler errors never get here (they become statuses): this is a bug of ours, and
             # it must not take the other calls on the connection down with it.
             log.exception("gRPC server failed to run a call")
+        finally:
+            assert connection.socket is not None
+            connection.socket.forget(stream.stream_id)
 
     async def _run_call(self, connection: _Connection, stream: Any) -> None:
         socket = connection.socket
@@ -339,8 +342,6 @@ class GrpcServer:
         finally:
             del connection.calls[stream_id]
             self._in_flight -= 1
-            if call.cancel_reason == "reset":
-                socket.forget(stream_id)
             connection.close_if_idle()
 
     async def _invoke(
@@ -352,7 +353,7 @@ class GrpcServer:
         error: Exception | None = None
         with call.scope:
             try:
-                await stream.start_response()
+                # Response headers leave with the first message (`_connection`).
                 await _CALLERS[method.signature.cardinality](handler, stream)
             except Exception as exc:
                 error = exc
