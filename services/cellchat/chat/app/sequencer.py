@@ -114,8 +114,7 @@ class SendSequencer:
         if not queue.busy:
             queue.busy = True
             try:
-                with trio.CancelScope(shield=True):
-                    await self._drain(conversation_id, queue)
+                await self._drain(conversation_id, queue)  # shielded batch by batch
             finally:
                 queue.busy = False
                 if not queue.pending:
@@ -137,7 +136,10 @@ class SendSequencer:
             del queue.pending[: self._max_batch]
             for item in batch:
                 item.taken = True
-            with trio.move_on_after(self._write_timeout_s) as scope:
+            # Shielded from the leader's own cancellation, bounded by the write timeout; there
+            # is no checkpoint between batches, so a cancelled leader still drains the queue.
+            deadline = trio.current_time() + self._write_timeout_s
+            with trio.CancelScope(shield=True, deadline=deadline) as scope:
                 try:
                     await self._write(conversation_id, batch)
                 except ChatError as exc:
