@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 import trio
 
 from cellchat.chat.app.announcements import Announcer, ChatChanges
 from cellchat.chat.app.ports import ChatStore
 from cellchat.chat.app.service import ChatApp, NewMessage
+from cellchat.chat.domain.errors import StoreUnavailable
 from cellchat.chat.domain.model import Message, MessageKind
 from cellchat.events import catalog
 from cellchat.events.catalog import SchemaRegistry
@@ -125,3 +127,29 @@ async def test_replicas_taking_turns_stay_dense_and_announce_each_seq_once(
         assert sorted(i.event.data["seq"] for i in announced) == list(range(1, 15))
         for intent in announced:
             assert await checker.exists(intent) is True
+
+
+async def test_a_send_whose_intent_cannot_be_recorded_stores_nothing(
+    store: ChatStore, store_outbox: Any, uid: str
+) -> None:
+    class BrokenOutbox:
+        """The real outbox, except that recording fails (its database is away)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store_outbox, name)
+
+        async def record(self, intents: Any) -> None:
+            raise StoreUnavailable("the outbox cannot be written")
+
+    app = ChatApp(store, announcer=Announcer(store_outbox, "eu-1"))
+    with trio.fail_after(60):
+        view, _ = await app.create_direct(f"b-{uid}", f"s-{uid}")
+        cid = view.conversation.conversation_id
+        broken = ChatApp(store, announcer=Announcer(BrokenOutbox(), "eu-1"))
+        with pytest.raises(StoreUnavailable):
+            await broken.send_message(f"b-{uid}", NewMessage(cid, "c1", MessageKind.TEXT, "hi"))
+        assert await store.get_last_seq(cid) == 0
+        # the same client id goes through once the outbox is back
+        stored = await app.send_message(f"b-{uid}", NewMessage(cid, "c1", MessageKind.TEXT,
+                                                               "hi"))
+        assert (stored.message.seq, stored.duplicate) == (1, False)

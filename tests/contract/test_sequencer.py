@@ -4,7 +4,7 @@ does to the senders queued behind it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -40,13 +40,14 @@ class Gated:
         return getattr(self._store, name)
 
     async def append_messages(self, conversation_id: str, expected_last_seq: int,
-                              messages: Sequence[Message], recipients: Sequence[str]
+                              messages: Sequence[Message], recipients: Sequence[str],
+                              *, before: Callable[[], Awaitable[object]] | None = None
                               ) -> Appended:
         self.entered.set()
         if self.hold is not None:
             await self.hold.wait()
         outcome = await self._store.append_messages(conversation_id, expected_last_seq,
-                                                    messages, recipients)
+                                                    messages, recipients, before=before)
         if self.hold_after:
             await trio.sleep_forever()
         return outcome

@@ -15,7 +15,7 @@ Rules every `ChatStore` adapter keeps:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
 import attrs
@@ -102,9 +102,15 @@ class ChatStore(Protocol):
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
+        *,
+        before: Callable[[], Awaitable[object]] | None = None,
     ) -> Appended:
         """Store `messages` (their seqs are expected_last_seq+1, +2, ... in order) if and only
         if the conversation's last seq is still `expected_last_seq`.
+
+        `before` (the outbox intents of these messages) runs to completion before the
+        conditional write, alongside whatever the store writes ahead of it; if it fails,
+        nothing is written and its error is raised.
 
         On success also: records each message's client id for `find_by_client_ids`; counts each
         reply towards its thread root's `reply_count`; moves the conversation to the top of every

@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 import attrs
 import trio
@@ -171,10 +172,13 @@ class SendSequencer:
             messages = [item.draft.at(last_seq + i + 1) for i, item in enumerate(fresh)]
             recipients = sorted({r for item in fresh for r in item.recipients})
             intents: list[str] = []
-            if self._announcer is not None:
-                intents = await self._announcer.messages(messages, recipients)
+            # The intents are recorded alongside the store's write-ahead records, before the
+            # conditional write.
+            announce = (None if self._announcer is None
+                        else partial(self._announce, self._announcer, messages, recipients,
+                                     intents))
             outcome = await self._store.append_messages(conversation_id, last_seq, messages,
-                                                        recipients)
+                                                        recipients, before=announce)
             if outcome.applied:
                 self._remember(conversation_id, messages[-1].seq)
                 if self._announcer is not None:
@@ -192,6 +196,11 @@ class SendSequencer:
             # Another replica won the race; back off a little, jittered, before trying again.
             await trio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
         raise Contention("too many concurrent senders in this conversation; retry")
+
+    @staticmethod
+    async def _announce(announcer: Announcer, messages: Sequence[Message],
+                        recipients: Sequence[str], intents: list[str]) -> None:
+        intents.extend(await announcer.messages(messages, recipients))
 
     def _remember(self, conversation_id: str, last_seq: int) -> None:
         self._known[conversation_id] = last_seq

@@ -672,9 +672,13 @@ class CqlStore:
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
+        *,
+        before: Callable[[], Awaitable[object]] | None = None,
     ) -> Appended:
         cid = conversation_id
         if not messages:
+            if before is not None:
+                await before()
             last_seq = await self.get_last_seq(cid)
             return Appended(last_seq == expected_last_seq, last_seq)
         if len(messages) > MAX_BATCH:
@@ -699,6 +703,8 @@ class CqlStore:
         roots = sorted({m.thread_root_seq for m in replies if m.thread_root_seq < first_seq})
         calls: list[Callable[[], Awaitable[object]]] = [partial(self._db.execute_many, ahead)]
         calls += [partial(self._mark_root, cid, root) for root in roots]
+        if before is not None:
+            calls.append(before)
         await _gather(calls)
         try:
             outcome = await self._conditional_append(cid, expected_last_seq, messages,

@@ -10,7 +10,7 @@ are fast enough (in memory or a local file with WAL) to run on the event loop di
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -255,8 +255,12 @@ class EmbeddedStore:
         expected_last_seq: int,
         messages: Sequence[Message],
         recipients: Sequence[str],
+        *,
+        before: Callable[[], Awaitable[object]] | None = None,
     ) -> Appended:
         await trio.lowlevel.checkpoint()
+        if before is not None:
+            await before()
         if not messages:
             last_seq = self._last_seq(conversation_id)
             return Appended(last_seq == expected_last_seq, last_seq)
