@@ -32,8 +32,8 @@ class CallLimits:
     streaming_s: float | None = None
     #: Calls in flight on the whole server; more are answered RESOURCE_EXHAUSTED.
     max_concurrent_calls: int = 10_000
-    #: Largest message received or sent. purerpc drops the *connection* when a received message
-    #: is larger, so this also bounds the HTTP/2 window it advertises (twice this, per stream).
+    #: Largest message received or sent: a larger one received fails its call only
+    #: (RESOURCE_EXHAUSTED). Also sizes the HTTP/2 window advertised per stream (twice this).
     max_message_bytes: int = 4 * 1024 * 1024
 
     def __attrs_post_init__(self) -> None:
