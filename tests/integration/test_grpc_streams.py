@@ -23,7 +23,8 @@ import h2.events
 import purerpc
 import trio
 from google.protobuf import wrappers_pb2
-from hyperframe.frame import WindowUpdateFrame
+from h2.errors import ErrorCodes
+from hyperframe.frame import RstStreamFrame, WindowUpdateFrame
 
 from cellchat.grpcutil import CallLimits, GrpcServer
 
@@ -218,9 +219,14 @@ class RawClient:
 
     def __init__(self, socket: trio.SocketStream) -> None:
         self.socket = socket
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        # Headers go out as written, even the malformed ones the tests send.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding="utf-8",
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
+        self.h2 = h2.connection.H2Connection(config)
         self.responses: dict[int, Response] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
 
@@ -311,9 +317,11 @@ async def test_window_update_for_a_closed_and_cleaned_up_stream_is_ignored() -> 
                 await client.wait_ended(first)
                 assert client.responses[first].status == 0
                 # The next stream opens (h2 then forgets the closed one), and a WINDOW_UPDATE
-                # for the closed stream follows in the same write, as grpcio's do.
+                # and a RST_STREAM for the closed stream follow in the same write, as grpcio's
+                # do.
                 second = client.request("Count", count_request(3))
                 late = WindowUpdateFrame(first, window_increment=1000).serialize()
+                late += RstStreamFrame(first, error_code=ErrorCodes.CANCEL).serialize()
                 await client.send(late)
                 await client.wait_ended(second)
                 assert client.goaway is None
@@ -332,10 +340,12 @@ async def test_a_malformed_request_fails_its_stream_only() -> None:
             bad_metadata = client.request(
                 "Count", count_request(2), headers=(("trace-bin", "not*base64"),)
             )
+            uppercase = client.request("Count", count_request(2), headers=(("X-Trace", "1"),))
             also_good = client.request("Count", count_request(2))
             await client.send()
-            await client.wait_ended(good, bad_timeout, bad_metadata, also_good)
+            await client.wait_ended(good, bad_timeout, bad_metadata, uppercase, also_good)
             assert client.goaway is None
+            assert client.responses[uppercase].reset == ErrorCodes.PROTOCOL_ERROR
             for stream_id in (good, also_good):
                 response = client.responses[stream_id]
                 assert (response.status, len(response.messages())) == (0, 2)

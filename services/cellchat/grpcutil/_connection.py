@@ -27,7 +27,9 @@ we fix on our instance (nothing global is patched):
   so when the next stream opens), raises StreamClosedError and h2 tears the connection down;
   RFC 7540 §5.1 says to ignore it. grpcio clients send those routinely after a stream ends or
   is cancelled.
-* a malformed request (bad pseudo-headers, content-type, `grpc-timeout`, `-bin` metadata)
+* a request h2 finds malformed (uppercase or connection-specific header names, bad
+  pseudo-headers) is a connection error in h2; here RST_STREAM(PROTOCOL_ERROR) (§8.1.2.6).
+* a request malformed for gRPC (method, content-type, `grpc-timeout`, `-bin` metadata)
   raises in purerpc's parser; we answer that stream INTERNAL with the reason instead.
 * a request whose HEADERS frame ends the stream (a client stream of no messages, legal gRPC) is
   a protocol error for purerpc; here it is a request with no messages.
@@ -60,7 +62,7 @@ import h2.exceptions
 import h2.stream
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
+from hyperframe.frame import GoAwayFrame, HeadersFrame, WindowUpdateFrame
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpc_socket import GRPCStreamState, SocketWrapper
 from purerpc.grpclib.buffers import MessageReadBuffer
@@ -183,8 +185,11 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         # construction: h2 need not check and rewrite each of them on every call.
         self._h2.config.validate_outbound_headers = False
         self._h2.config.normalize_outbound_headers = False
-        self._receive_window_update_frame = self._h2._frame_dispatch_table[WindowUpdateFrame]
-        self._h2._frame_dispatch_table[WindowUpdateFrame] = self._window_update_frame
+        dispatch = self._h2._frame_dispatch_table
+        self._receive_window_update_frame = dispatch[WindowUpdateFrame]
+        dispatch[WindowUpdateFrame] = self._window_update_frame
+        self._receive_headers_frame = dispatch[HeadersFrame]
+        dispatch[HeadersFrame] = self._headers_frame
 
     # ------------------------------------------------------------ reading
 
@@ -248,6 +253,29 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
             )
             return [], events
         return self._receive_window_update_frame(frame)
+
+    def _headers_frame(self, frame: HeadersFrame) -> Any:
+        """h2's HEADERS handler, except that a malformed request is an error of its stream.
+
+        h2 validates a request's headers (pseudo-headers, uppercase names, connection-specific
+        fields) once it has opened the stream, and raises a plain ProtocolError, which ends
+        the connection; RFC 7540 §8.1.2.6 makes it a stream error of type PROTOCOL_ERROR.
+        Errors before the stream exists (HPACK, stream ids, limits) stay connection errors.
+        """
+        h2_connection = self._h2
+        opening = frame.stream_id not in h2_connection.streams
+        try:
+            return self._receive_headers_frame(frame)
+        except h2.exceptions.ProtocolError as exc:
+            if not (
+                opening
+                and type(exc) is h2.exceptions.ProtocolError
+                and frame.stream_id in h2_connection.streams
+            ):
+                raise
+            log.debug("gRPC stream %d reset: malformed request: %s", frame.stream_id, exc)
+            self._reset(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return [], []
 
     def _request_received(self, event: Any) -> list[object]:
         try:
