@@ -95,11 +95,11 @@ class Outbox:
         if self.closed:
             return
         queue = self._queue
-        if queue is None:
-            self._queue = [data]
-        elif len(queue) + self._in_flight >= self.capacity:
+        if self.queued >= self.capacity:
             self._overflow()
             return
+        if queue is None:
+            self._queue = [data]
         else:
             queue.append(data)
         self._wake_writer()

@@ -180,7 +180,7 @@ class Session:
 
     # A replica holds tens of thousands of these: slots, and nothing built before it is needed.
     __slots__ = ("_abandon", "_close_code", "_close_reason", "_closing", "_expire_at",
-                 "_participants", "_pinging", "_read_scope", "_write_scope", "_ws",
+                 "_participants", "_pinging", "_read_scope", "_tasks_scope", "_torn", "_ws",
                  "connection_id", "expires_at", "guard", "outbox", "server", "user_id")
 
     def __init__(self, server: ChatSocketServer, principal: Principal,
@@ -198,9 +198,11 @@ class Session:
         self._close_code: CloseCode | None = None
         self._close_reason = ""
         self._abandon = False
-        # Created here, entered in `run`: a close requested before then still takes effect.
-        self._read_scope = trio.CancelScope()
-        self._write_scope = trio.CancelScope()
+        # The reader's current scope, and the session nursery's (the writer runs in its body).
+        # Each entered cancel scope costs a few hundred bytes per connection: no more of them.
+        self._read_scope: trio.CancelScope | None = None
+        self._tasks_scope: trio.CancelScope | None = None
+        self._torn = False  # a write was cut off part-way
         self._expire_at = math.inf  # on Trio's clock, from `run` on
         self._pinging = False
         self._participants: dict[str, tuple[float, tuple[Participant, ...]]] | None = None
@@ -224,13 +226,22 @@ class Session:
         self._close_code = code
         self._close_reason = reason
         self._abandon = code in (None, CloseCode.SLOW_CONSUMER)
-        self._read_scope.cancel()
-        if code is None:
-            self._write_scope.cancel()
-        else:
-            self._write_scope.deadline = (trio.current_time()
-                                          + self.server.config.close_timeout_s)
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+        self._limit_tasks()
         self.outbox.close_input()
+
+    def _limit_tasks(self) -> None:
+        """Once closing: the peer gone, everything stops now; else the writer (and the
+        heartbeat) get the close timeout."""
+        scope = self._tasks_scope
+        if scope is None or not self._closing:
+            return
+        if self._close_code is None:
+            scope.cancel()
+        else:
+            scope.deadline = min(scope.deadline,
+                                 trio.current_time() + self.server.config.close_timeout_s)
 
     async def run(self, ws: WebSocketConnection) -> None:
         self._ws = ws
@@ -248,12 +259,15 @@ class Session:
             # Two tasks of our own (trio-websocket runs its reader besides): this one writes,
             # the other reads and keeps the timers (heartbeat, token expiry).
             async with trio.open_nursery() as tasks:
+                self._tasks_scope = tasks.cancel_scope
+                self._limit_tasks()  # a close requested before the session ran
                 tasks.start_soon(self._reader, tasks)
-                clean = await self._writer(FrameWriter.attach(ws))
+                await self._writer(FrameWriter.attach(ws))
                 tasks.cancel_scope.cancel()
+            self._tasks_scope = None
             if self._close_code is not None:
                 server.metrics.ws_closes.labels(str(int(self._close_code))).inc()
-                if clean:
+                if not self._torn:
                     with trio.move_on_after(config.close_timeout_s):
                         await ws.aclose(int(self._close_code), self._close_reason)
                 else:
@@ -282,32 +296,31 @@ class Session:
             log.warning("presence %s not reported: %s", what, type(exc).__name__,
                         extra=self._log_extra)
 
-    async def _writer(self, writer: FrameWriter | None) -> bool:
+    async def _writer(self, writer: FrameWriter | None) -> None:
         """The only writer of frames: everything queued, as one write, until the session
-        closes. False if a write was cut off part-way (no close frame may follow it)."""
+        closes. Cancelled part-way through a write, it leaves `_torn` set: no close frame may
+        follow."""
         ws = self._ws
         assert ws is not None
         outbox = self.outbox
         frames_out = self.server.metrics.ws_frames_out
-        writing = False
-        with self._write_scope:
-            while True:
-                batch = await outbox.take()
-                if not batch or self._abandon:
-                    return True
-                writing = True
-                try:
-                    if writer is not None:
-                        await writer.write(batch)
-                    else:  # trio-websocket's internals moved (wire.py): the public way
-                        for data in batch:
-                            await ws.send_message(data.decode())
-                except (ConnectionGone, ConnectionClosed):
-                    self.request_close(None)
-                    return True
-                writing = False
-                frames_out.inc(len(batch))
-        return not writing
+        while True:
+            batch = await outbox.take()
+            if not batch or self._abandon:
+                return
+            self._torn = True
+            try:
+                if writer is not None:
+                    await writer.write(batch)
+                else:  # trio-websocket's internals moved (wire.py): the public way
+                    for data in batch:
+                        await ws.send_message(data.decode())
+            except (ConnectionGone, ConnectionClosed):
+                self._torn = False
+                self.request_close(None)
+                return
+            self._torn = False
+            frames_out.inc(len(batch))
 
     async def _ping(self) -> None:
         """One heartbeat: no pong within half the idle timeout closes with 4000."""
@@ -345,48 +358,64 @@ class Session:
         costs no task of its own for them (a heartbeat's wait for its pong is a short task)."""
         ws = self._ws
         assert ws is not None
-        metrics = self.server.metrics
         beat = self.server.config.idle_timeout_s / 2
         next_ping = trio.current_time() + beat
-        with self._read_scope:
-            while True:
-                with trio.CancelScope(deadline=min(next_ping, self._expire_at)) as waiting:
-                    try:
-                        data = await ws.get_message()
-                    except ConnectionClosed:
-                        self.request_close(None)
+        pending: str | bytes | None = None
+        while not self._closing:
+            # One scope until a timer fires (not one per frame): its deadline is the next
+            # timer while waiting for a frame, none while a command runs; a close cancels it.
+            self._read_scope = scope = trio.CancelScope()
+            with scope:
+                while True:
+                    if pending is None:
+                        scope.deadline = min(next_ping, self._expire_at)
+                        try:
+                            pending = await ws.get_message()
+                        except ConnectionClosed:
+                            self.request_close(None)
+                            return
+                        if scope.cancel_called:
+                            # A timer fired (or a close came) as the frame arrived: the frame
+                            # is handled after the timers, in a fresh scope, not cancelled.
+                            break
+                    scope.deadline = math.inf
+                    data, pending = pending, None
+                    if not await self._received(data):
                         return
-                if waiting.cancelled_caught:
-                    now = trio.current_time()
-                    if not self._timers_due(now, tasks):
-                        return
-                    if now >= next_ping:
-                        next_ping = now + beat
-                    continue
-                verdict = self.guard.check(trio.current_time())
-                if verdict is not Verdict.ALLOW:
-                    metrics.ws_frames_in.labels("rate_limited").inc()
-                    if verdict is Verdict.REJECT_NOTIFY:
-                        self._error("rate_limited", "too many frames; slow down")
-                    elif verdict is Verdict.CLOSE:
-                        self.request_close(CloseCode.RATE_LIMITED, "rate limit exceeded")
-                        return
-                    continue
-                try:
-                    frame = frames.decode_client(data)
-                except FrameError as exc:
-                    metrics.ws_frames_in.labels("invalid").inc()
-                    self._error(exc.code, exc.message, ref=exc.ref, field=exc.field)
-                    continue
-                metrics.ws_frames_in.labels(_frame_type(frame)).inc()
-                try:
-                    await self._dispatch(frame)
-                except ChatError as exc:
-                    self._error(exc.code, str(exc), ref=frame.ref,
-                                field=getattr(exc, "field", ""))
-                except Exception:
-                    log.exception("command failed", extra=self._log_extra)
-                    self._error("internal", "internal error", ref=frame.ref)
+            self._read_scope = None
+            now = trio.current_time()
+            if self._closing or not self._timers_due(now, tasks):
+                return
+            if now >= next_ping:
+                next_ping = now + beat
+
+    async def _received(self, data: str | bytes) -> bool:
+        """One client frame: rate limit, decode, dispatch, answer. False: stop reading."""
+        metrics = self.server.metrics
+        verdict = self.guard.check(trio.current_time())
+        if verdict is not Verdict.ALLOW:
+            metrics.ws_frames_in.labels("rate_limited").inc()
+            if verdict is Verdict.REJECT_NOTIFY:
+                self._error("rate_limited", "too many frames; slow down")
+            elif verdict is Verdict.CLOSE:
+                self.request_close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+                return False
+            return True
+        try:
+            frame = frames.decode_client(data)
+        except FrameError as exc:
+            metrics.ws_frames_in.labels("invalid").inc()
+            self._error(exc.code, exc.message, ref=exc.ref, field=exc.field)
+            return True
+        metrics.ws_frames_in.labels(_frame_type(frame)).inc()
+        try:
+            await self._dispatch(frame)
+        except ChatError as exc:
+            self._error(exc.code, str(exc), ref=frame.ref, field=getattr(exc, "field", ""))
+        except Exception:
+            log.exception("command failed", extra=self._log_extra)
+            self._error("internal", "internal error", ref=frame.ref)
+        return True
 
     async def _dispatch(self, frame: frames.ClientFrame) -> None:
         app = self.server.app
