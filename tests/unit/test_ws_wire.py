@@ -89,15 +89,17 @@ async def test_batches_interleave_with_pings_and_end_with_the_close_frame() -> N
             writer = FrameWriter.attach(ws)
             assert writer is not None
             got: list[str] = []
+            codes: list[int] = []
 
             async def read_all() -> None:
-                try:
-                    while True:
+                while True:
+                    try:
                         message = await client.get_message()
-                        assert isinstance(message, str)
-                        got.append(message)
-                except ConnectionClosed as closed:
-                    assert closed.reason.code == 4009
+                    except ConnectionClosed as closed:
+                        codes.append(closed.reason.code)
+                        return
+                    assert isinstance(message, str)
+                    got.append(message)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_all)
@@ -110,6 +112,7 @@ async def test_batches_interleave_with_pings_and_end_with_the_close_frame() -> N
                 with pytest.raises(ConnectionGone):
                     await writer.write([b"after the close frame"])
             assert got == texts
+            assert codes == [4009]
 
 
 async def test_nothing_is_written_once_the_peer_closed() -> None:
