@@ -97,6 +97,8 @@ class _RequestFailed(RequestEnded):  # type: ignore[misc]
 
 
 class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
+    _response_started: bool
+
     def __init__(
         self, grpc_connection: Any, stream_id: int, socket: SocketWrapper, grpc_socket: Any
     ) -> None:
@@ -122,8 +124,6 @@ class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
         if isinstance(event, _RequestFailed):
             raise event.error
         return event
-
-    _response_started: bool
 
     async def send_message(self, message: Any) -> None:
         if not self._response_started:
