@@ -52,6 +52,7 @@ class FanoutRun:
         self.next_index = 0
         self.completed = 0
         self.deliveries = 0
+        self.all_deliveries = 0  # warm-up included
         self.frame_bytes = 0
         self.last_delivery = 0.0
         self.first_send = 0.0
@@ -67,6 +68,7 @@ class FanoutRun:
         if match is None:
             return
         index = int(match.group(1))
+        self.all_deliveries += 1
         now = time.monotonic_ns()
         if not self.frame_bytes:
             self.frame_bytes = len(payload)
@@ -255,9 +257,11 @@ def measure_cellchat(ctx: Context, server: Child, n: int, label: str) -> dict[st
             }).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
+        cpu0 = cpu_seconds(server.pid)
         with ctx.sampling(server, f"fanout-{label}-{n}"):
             result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                              seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        _cpu_per_delivery(result, cpu_seconds(server.pid) - cpu0, run)
         result.update(setup_create_s=created, setup_connect_s=connected,
                       conversation_created_frames=created_frames["n"],
                       handshakes_retried_after_503=pool.retried_503,
@@ -281,12 +285,22 @@ def measure_peer(ctx: Context, ws_port: int, pid: int, n: int,
             return chatapi.text_of(index, sent_ns, frame_bytes).encode()
 
         run = FanoutRun(pool, sender, subscribers, frame_for)
+        cpu0 = cpu_seconds(pid)
         result = run.run(window=sizes.fanout_window, warmup_messages=sizes.fanout_window,
                          seconds=sizes.fanout_seconds, drain_timeout=ctx.timeout(30))
+        _cpu_per_delivery(result, cpu_seconds(pid) - cpu0, run)
         result.update(busy_after_connect_s=busy_s, quiet_before_measuring=quiet)
         return result
     finally:
         pool.close_all()
+
+
+def _cpu_per_delivery(result: dict[str, Any], cpu_s: float, run: FanoutRun) -> None:
+    """Server CPU per delivery over the whole run (warm-up included, so over every frame
+    delivered): steadier than the rate when neighbours load the machine."""
+    total = run.all_deliveries
+    result["server_cpu_s"] = cpu_s
+    result["server_cpu_us_per_delivery"] = cpu_s / total * 1e6 if total else None
 
 
 _CELLCHAT_ENV = {
@@ -300,7 +314,9 @@ def _describe(label: str, n: int, r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{label} {n} subscribers: FAILED: {r['error']}"
     return (f"{label} {n} subscribers: {r['rate']:,.0f} deliveries/s, "
-            f"p99 {r['latency']['p99_ms']:.0f} ms, frame {r['frame_bytes']} B, closes "
+            f"p99 {r['latency']['p99_ms']:.0f} ms, server CPU "
+            f"{r.get('server_cpu_us_per_delivery') or 0:.1f} µs/delivery, "
+            f"frame {r['frame_bytes']} B, closes "
             f"{r['server_closes']}, 503s retried {r.get('handshakes_retried_after_503', 0)}, "
             f"busy {r['busy_after_connect_s']:.0f}s after connecting"
             f"{'' if r['quiet_before_measuring'] else ' (still busy when measured)'}")
