@@ -8,6 +8,11 @@ Peers: bench/cqlpeer.py in its own process, the same number of workers, each on 
 conversation (created through the service, so every row the statements read exists), while
 the chat replica is stopped. The statement list of peer (a) is checked against a trace of the
 service (bench/trace.py); a difference is reported in the results.
+
+The load of a shared machine drifts within a minute, so cellchat and peer (a) are measured in
+`rounds` alternating rounds (cellchat first in even rounds, the peer first in odd ones), each
+with a fresh replica or peer process; rates, CPU per send and latencies are pooled over the
+rounds, and each round's rates are in the details.
 """
 
 from __future__ import annotations
@@ -72,6 +77,12 @@ def run_peer(ctx: Context, mode: str, work: list[tuple[str, str, str]]) -> dict[
     return result
 
 
+def _by_round(rates: list[float]) -> str:
+    if len(rates) < 2:
+        return ""
+    return " (rounds: " + ", ".join(f"{rate:,.0f}/s" for rate in rates) + ")"
+
+
 def run(ctx: Context) -> list[Row]:
     sizes = ctx.sizes
     host, port = ctx.cassandra()
@@ -82,22 +93,53 @@ def run(ctx: Context) -> list[Row]:
         ctx.note(f"WARNING: the service's send path changed; peer (a) issues {SAME_SEQUENCE}, "
                  f"the service {traced}: update bench/cqlpeer.py")
     c = sizes.send_concurrency
-    with ctx.cellchat("cellchat-send", store="cassandra") as server:
-        work = create_pairs(server.info["grpc"], 3 * c, "send")
-        with ctx.sampling(server, "send"):
-            cellchat = asyncio.run(send_load(server.info["grpc"], work[:c], sizes.send_seconds,
-                                             pid=server.pid))
-        cpu = cellchat["server_cpu_s"]
+    rounds = max(1, sizes.rounds)
+    cell_runs: list[dict[str, Any]] = []
+    same_runs: list[dict[str, Any]] = []
+    work: list[tuple[str, str, str]] = []
+    for index in range(rounds):
+        order = ("cellchat", "same") if index % 2 == 0 else ("same", "cellchat")
+        for who in order:
+            if who == "same":
+                same_runs.append(run_peer(ctx, "same", work[c:2 * c]))
+                continue
+            with ctx.cellchat(f"cellchat-send-{index}", store="cassandra") as server:
+                if not work:
+                    work = create_pairs(server.info["grpc"], 3 * c, "send")
+                label = "send" if index == 0 else f"send-{index}"
+                with ctx.sampling(server, label):
+                    cell_runs.append(asyncio.run(send_load(
+                        server.info["grpc"], work[:c], sizes.send_seconds, pid=server.pid)))
+    calls = sum(r["calls"] for r in cell_runs)
+    cpu = sum(r["server_cpu_s"] for r in cell_runs)
+    cellchat = {
+        "calls": calls, "seconds": sum(r["seconds"] for r in cell_runs),
+        "latencies": [x for r in cell_runs for x in r["latencies"]],
+        "errors": sum(r["errors"] for r in cell_runs),
+        "error_sample": [e for r in cell_runs for e in r["error_sample"]][:3],
+    }
+    sends = sum(r["sends"] for r in same_runs)
+    same = {
+        "sends": sends, "seconds": sum(r["seconds"] for r in same_runs),
+        "rate": sends / sum(r["seconds"] for r in same_runs),
+        "latencies": [x for r in same_runs for x in r["latencies"]],
+        "errors": sum(r["errors"] for r in same_runs),
+        "error_sample": [e for r in same_runs for e in r["error_sample"]][:3],
+        "cpu_ms_per_send": sum(r["cpu_ms_per_send"] * r["sends"] for r in same_runs)
+        / max(1, sends),
+        "workers": c, "rounds": rounds,
+        "round_rates": [r["rate"] for r in same_runs],
+    }
     cellchat_rate = cellchat["calls"] / cellchat["seconds"]
     cellchat_lat = summary_ms(cellchat["latencies"])
+    cell_rates = [r["calls"] / r["seconds"] for r in cell_runs]
     ctx.note(f"cellchat: {cellchat_rate:,.0f} sends/s, p99 {cellchat_lat['p99_ms']:.0f} ms, "
              f"errors {cellchat['errors']} {cellchat['error_sample'][:1]}, "
-             f"server CPU {cpu / max(1, cellchat['calls']) * 1e3:.1f} ms/send")
-    same = run_peer(ctx, "same", work[c:2 * c])
+             f"server CPU {cpu / max(1, calls) * 1e3:.1f} ms/send" + _by_round(cell_rates))
     same_lat = summary_ms(same["latencies"])
     ctx.note(f"driver loop, same CQL: {same['rate']:,.0f} sends/s, "
              f"p99 {same_lat['p99_ms']:.0f} ms, errors {same['errors']}, "
-             f"CPU {same['cpu_ms_per_send']:.1f} ms/send")
+             f"CPU {same['cpu_ms_per_send']:.1f} ms/send" + _by_round(same["round_rates"]))
     plain = run_peer(ctx, "insert", work[2 * c:])
     plain_lat = summary_ms(plain["latencies"])
     ctx.note(f"driver loop, plain INSERT: {plain['rate']:,.0f} inserts/s, "
@@ -105,9 +147,11 @@ def run(ctx: Context) -> list[Row]:
     details = {
         "concurrency": c, "service_statements": traced, "peer_statements": list(SAME_SEQUENCE),
         "statement_drift": drift,
+        "rounds": rounds,
         "cellchat": {"rate": cellchat_rate, "latency": cellchat_lat,
                      "errors": cellchat["errors"], "error_sample": cellchat["error_sample"],
-                     "server_cpu_ms_per_send": cpu / max(1, cellchat["calls"]) * 1e3},
+                     "server_cpu_ms_per_send": cpu / max(1, calls) * 1e3,
+                     "round_rates": cell_rates},
         "same": {k: v for k, v in same.items() if k != "latencies"} | {"latency": same_lat},
         "insert": {k: v for k, v in plain.items() if k != "latencies"} | {"latency": plain_lat},
     }
