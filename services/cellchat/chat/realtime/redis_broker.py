@@ -99,33 +99,43 @@ class RedisBroker:
         delay = 0.1
         started = False
         while True:
+            failure: BaseException = BrokerUnavailable("the subscriber connection ended")
             try:
-                async with self._client.pubsub(
-                    retry_policy=NoRetryPolicy(),
-                    ignore_subscribe_messages=True,
-                    channels=sorted(self._subjects) or None,
-                    subscription_timeout=self._subscribe_timeout_s,
-                ) as pubsub:
-                    self._pubsub = pubsub
-                    self._ready = True
-                    delay = 0.1
-                    if started:
-                        log.info("broker connection restored")
-                    else:
-                        started = True
-                        task_status.started()
-                    await self._consume(pubsub)
+                try:
+                    async with self._client.pubsub(
+                        retry_policy=NoRetryPolicy(),
+                        ignore_subscribe_messages=True,
+                        channels=sorted(self._subjects) or None,
+                        subscription_timeout=self._subscribe_timeout_s,
+                    ) as pubsub:
+                        self._pubsub = pubsub
+                        self._ready = True
+                        delay = 0.1
+                        if started:
+                            log.info("broker connection restored")
+                        else:
+                            started = True
+                            task_status.started()
+                        await self._consume(pubsub)
+                except* _CLOSED as closed:
+                    # coredis's cleanup UNSUBSCRIBEs on a connection that may already be
+                    # closed under it (Redis gone, or the replica stopping, while the cell
+                    # subject is always subscribed). When stopping, the Cancelled in the same
+                    # group goes on after this clause; otherwise it is a lost connection.
+                    failure = closed
             except Exception as exc:  # any failure means: lost, reconnect
-                was_ready = self._ready
-                self._ready = False
-                self._pubsub = None
-                if was_ready:
-                    self.reconnects += 1
-                    log.warning("broker connection lost (%s); local clients will resume",
-                                type(exc).__name__)
-                    self._receiver.interrupted()
-                if not started and delay >= 1.6:
-                    raise BrokerUnavailable(f"cannot reach Redis: {type(exc).__name__}") from exc
+                failure = exc
+            was_ready = self._ready
+            self._ready = False
+            self._pubsub = None
+            if was_ready:
+                self.reconnects += 1
+                log.warning("broker connection lost (%s); local clients will resume",
+                            type(failure).__name__)
+                self._receiver.interrupted()
+            if not started and delay >= 1.6:
+                raise BrokerUnavailable(
+                    f"cannot reach Redis: {type(failure).__name__}") from failure
             await trio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
