@@ -431,8 +431,13 @@ class CqlStore:
         await self._db.execute(self._q[name], params)
 
     async def _run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        """Independent statements by name, concurrently (one round trip, no task each)."""
-        await self._db.execute_many([(self._q[name], params) for name, params in calls])
+        """Independent statements by name, concurrently (no task each)."""
+        await self._execute_many([(self._q[name], params) for name, params in calls])
+
+    async def _execute_many(self, statements: Sequence[Statement]) -> None:
+        """Independent statements, at most _FAN_OUT in flight: one round trip per _FAN_OUT."""
+        for start in range(0, len(statements), _FAN_OUT):
+            await self._db.execute_many(statements[start:start + _FAN_OUT])
 
     def _message(self, row: Row, reply_count: int = 0) -> Message:
         return Message(
@@ -701,7 +706,7 @@ class CqlStore:
             for m in replies
         ]
         roots = sorted({m.thread_root_seq for m in replies if m.thread_root_seq < first_seq})
-        calls: list[Callable[[], Awaitable[object]]] = [partial(self._db.execute_many, ahead)]
+        calls: list[Callable[[], Awaitable[object]]] = [partial(self._execute_many, ahead)]
         calls += [partial(self._mark_root, cid, root) for root in roots]
         if before is not None:
             calls.append(before)
@@ -1011,8 +1016,7 @@ class CqlStore:
             if (user, period) not in self._periods_written:
                 calls.append(("memb_add_period", ({period}, user)))
                 new_periods.append((user, period))
-        for start in range(0, len(calls), _FAN_OUT):
-            await self._run_many(calls[start:start + _FAN_OUT])
+        await self._run_many(calls)
         for key in new_periods:
             self._periods_written[key] = None
             if len(self._periods_written) > _PERIODS_REMEMBERED:
