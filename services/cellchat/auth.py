@@ -3,11 +3,19 @@
 Algorithms are pinned by configuration (never taken from the token), and `exp`, `sub`, `iss`
 and `aud` are required. Error messages say what is wrong with a token without echoing it, so a
 token never reaches a log through an error.
+
+A client sends the same token with every call until it expires, and checking its signature is a
+noticeable part of a small call's cost; so tokens that verified are remembered (a bounded LRU,
+`cache_size` entries): a remembered token costs a dict lookup and its expiry check against the
+clock. Only the expiry can change a verified token's verdict: the keys and rules are fixed for
+the verifier's life, and `nbf`/`iat` can only have passed since.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -47,12 +55,31 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, settings: JwtSettings) -> None:
+    def __init__(self, settings: JwtSettings, *, cache_size: int = 4096,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     def verify(self, token: str | None) -> Principal:
         if not token:
             raise Unauthenticated("missing bearer token")
+        known = self._verified.get(token)
+        if known is not None:
+            if self._clock() > known.expires_at + self._settings.leeway_s:
+                del self._verified[token]
+                raise Unauthenticated("token expired")
+            self._verified.move_to_end(token)
+            return known
+        principal = self._decode(token)
+        if self._cache_size > 0:
+            self._verified[token] = principal
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> Principal:
         s = self._settings
         try:
             claims: dict[str, Any] = jwt.decode(

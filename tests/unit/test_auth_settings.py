@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import jwt
 import pytest
@@ -103,3 +104,29 @@ def test_settings_demand_a_real_key_for_production() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         from_env(env)
+
+
+def test_a_remembered_token_still_expires_and_the_memory_is_bounded() -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(SETTINGS, cache_size=2, clock=lambda: now[0])
+    token = mint_token(SETTINGS, "alice", ttl_s=60)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first  # remembered
+    now[0] = first.expires_at + SETTINGS.leeway_s + 1
+    with pytest.raises(Unauthenticated, match="token expired"):
+        verifier.verify(token)
+    assert token not in verifier._verified  # forgotten: the next try gets the full check
+    now[0] = time.time()
+    others = [mint_token(SETTINGS, user) for user in ("bob", "carol", "dave")]
+    for other in others:
+        verifier.verify(other)
+    assert len(verifier._verified) == 2
+
+
+def test_a_refused_token_is_not_remembered() -> None:
+    verifier = TokenVerifier(SETTINGS)
+    forged = mint_token(JwtSettings(verify_key="another-secret-0123456789abcdef-xyz"), "mallory")
+    for _ in range(2):
+        with pytest.raises(Unauthenticated, match="signature"):
+            verifier.verify(forged)
+    assert not verifier._verified
