@@ -197,6 +197,9 @@ class InstrumentedStore:
             finally:
                 seconds.observe(time.perf_counter() - started)
 
+        # Found here once per method: later calls find it in the instance, skipping
+        # __getattr__ and the label lookups (they were ~2% of a send's CPU).
+        self.__dict__[name] = timed
         return timed
 
 
