@@ -115,6 +115,34 @@ async def test_batches_interleave_with_pings_and_end_with_the_close_frame() -> N
             assert codes == [4009]
 
 
+async def test_a_batch_larger_than_the_socket_takes_arrives_whole_and_in_order() -> None:
+    """The direct write takes what the kernel accepts; the rest goes through `send_all` while a
+    client reads slowly, with the library's pings racing it."""
+    texts = [f"{i:05d}" + "b" * 60_000 for i in range(100)]  # ~6 MB: many socket buffers
+    with trio.fail_after(30):
+        async with serving() as (port, accepted, _), \
+                open_websocket("127.0.0.1", port, "/", use_ssl=False,
+                               max_message_size=1 << 20) as client:
+            ws = await accepted.receive()
+            writer = FrameWriter.attach(ws)
+            assert writer is not None
+            got: list[str] = []
+
+            async def read_slowly() -> None:
+                while len(got) < len(texts):
+                    message = await client.get_message()
+                    assert isinstance(message, str)
+                    got.append(message)
+                    if len(got) % 10 == 0:
+                        await trio.sleep(0.01)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_slowly)
+                nursery.start_soon(ws.ping)
+                await writer.write([t.encode() for t in texts])
+            assert got == texts
+
+
 async def test_nothing_is_written_once_the_peer_closed() -> None:
     with trio.fail_after(10):
         async with serving() as (port, accepted, _):
