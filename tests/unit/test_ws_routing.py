@@ -14,6 +14,7 @@ from cellchat.chat.realtime import frames, schemas
 from cellchat.chat.realtime.broker import CROWD, Envelope, InProcessBroker, cell_subject
 from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.hub import Hub, Outbox
+from cellchat.chat.realtime.wire import frame_payload, text_frame
 from cellchat.ops import Metrics
 
 
@@ -23,7 +24,7 @@ def test_envelope_with_recipients_round_trips_any_user_id() -> None:
     again = Envelope.from_wire(envelope.to_wire())
     assert again == envelope
     assert again.recipients == odd
-    assert again.data == envelope.frame.encode()
+    assert again.wire == text_frame(envelope.frame.encode())
 
 
 @pytest.mark.parametrize("wire", [
@@ -61,7 +62,7 @@ async def _received(outbox: Outbox) -> list[str]:
     """What is queued for the connection's writer."""
     if not outbox.statistics().queued:
         return []
-    return [bytes(data).decode() for data in await outbox.take()]
+    return [frame_payload(frame).decode() for frame in await outbox.take()]
 
 
 async def test_a_crowd_is_published_once_and_reaches_only_connected_recipients() -> None:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 import wsproto
 from trio_websocket import (
     ConnectionClosed,
@@ -27,6 +28,7 @@ from cellchat.chat.realtime.wire import (
     ConnectionGone,
     FrameWriter,
     encode_text_frames,
+    text_frame,
     text_frame_header,
 )
 
@@ -107,10 +109,11 @@ async def test_batches_interleave_with_pings_and_end_with_the_close_frame() -> N
                     async with trio.open_nursery() as pings:
                         # the library's own writes (pings, their pongs) race with the batches
                         pings.start_soon(ws.ping)
-                        await writer.write([t.encode() for t in texts[start:start + 20]])
+                        await writer.write([text_frame(t.encode())
+                                            for t in texts[start:start + 20]])
                 await ws.aclose(4009, "slow consumer")
                 with pytest.raises(ConnectionGone):
-                    await writer.write([b"after the close frame"])
+                    await writer.write([text_frame(b"after the close frame")])
             assert got == texts
             assert codes == [4009]
 
@@ -139,7 +142,7 @@ async def test_a_batch_larger_than_the_socket_takes_arrives_whole_and_in_order()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_slowly)
                 nursery.start_soon(ws.ping)
-                await writer.write([t.encode() for t in texts])
+                await writer.write([text_frame(t.encode()) for t in texts])
             assert got == texts
 
 
@@ -154,7 +157,7 @@ async def test_nothing_is_written_once_the_peer_closed() -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.get_message()
             with pytest.raises(ConnectionGone):
-                await writer.write([b"too late"])
+                await writer.write([text_frame(b"too late")])
 
 
 def test_a_close_frame_is_understood_after_raw_frames() -> None:
@@ -168,3 +171,69 @@ def test_a_close_frame_is_understood_after_raw_frames() -> None:
                                                   "CloseConnection"]
     assert isinstance(events[2], CloseConnection)
     assert events[2].code == 4001
+
+
+async def test_a_frame_begun_at_once_is_finished_by_the_writer_before_anything_else() -> None:
+    """`try_write` writes what the kernel takes; the rest is the writer's, under a lock held
+    in between, so the library's ping waits behind it and nothing interleaves."""
+    big = text_frame(b"r" * 3_000_000)  # more than loopback's socket buffers take at once
+    with trio.fail_after(20):
+        async with serving() as (port, accepted, _), \
+                open_websocket("127.0.0.1", port, "/", use_ssl=False,
+                               max_message_size=1 << 22) as client:
+            ws = await accepted.receive()
+            writer = FrameWriter.attach(ws)
+            assert writer is not None
+            sent = writer.try_write(big)
+            assert 0 < sent < len(big)
+            assert writer.owed
+            pinged = trio.Event()
+
+            async def ping() -> None:
+                await ws.ping()
+                pinged.set()
+
+            got: list[str] = []
+
+            async def read() -> None:
+                for _ in range(2):
+                    message = await client.get_message()
+                    assert isinstance(message, str)
+                    got.append(message)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ping)
+                await trio.testing.wait_all_tasks_blocked()
+                assert writer.try_write(text_frame(b"no")) == 0  # busy: the caller queues
+                nursery.start_soon(read)
+                await writer.write([big[sent:], text_frame(b"after")])
+                assert not writer.owed
+                await pinged.wait()  # answered: the ping went out after the whole frame
+            assert [len(m) for m in got] == [3_000_000, 5]
+            assert got[1] == "after"
+
+
+async def test_aborting_with_a_frame_unfinished_frees_whoever_waits_to_write() -> None:
+    big = text_frame(b"a" * 3_000_000)
+    with trio.fail_after(10):
+        async with serving() as (port, accepted, _), \
+                open_websocket("127.0.0.1", port, "/", use_ssl=False):
+            ws = await accepted.receive()
+            writer = FrameWriter.attach(ws)
+            assert writer is not None
+            assert 0 < writer.try_write(big) < len(big)
+            outcome: list[str] = []
+
+            async def ping() -> None:
+                try:
+                    await ws.ping()
+                except ConnectionClosed:
+                    outcome.append("closed")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ping)
+                await trio.testing.wait_all_tasks_blocked()
+                assert outcome == []  # waiting for the lock the unfinished frame holds
+                await writer.abort()
+            assert outcome == ["closed"]
+            assert not writer.owed

@@ -18,7 +18,8 @@ Rules:
 - `publish` never waits for recipients; `subscribe` returns only once the subscription is in
   effect (the resume protocol subscribes before it replays).
 - The payload is an `Envelope`: the frame text, encoded once by the publisher and passed on
-  unchanged, plus the (conversation, seq) key receivers use to drop duplicates.
+  unchanged (framed once by each replica that receives it), plus the (conversation, seq) key
+  receivers use to drop duplicates.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Protocol
 
 import attrs
 import trio
+
+from cellchat.chat.realtime.wire import text_frame
 
 
 class BrokerUnavailable(Exception):
@@ -50,11 +53,12 @@ class Envelope:
     published_at: float = 0.0  # wall clock at publish, for the fan-out latency histogram
     #: Who it is for, when it travels on the cell subject (empty on a user's subject).
     recipients: tuple[str, ...] = ()
-    #: `frame` as UTF-8, encoded once here so that no connection encodes it again.
-    data: bytes = attrs.field(init=False, eq=False, repr=False)
+    #: `frame` as a WebSocket text frame (header and UTF-8 text), built once here so that no
+    #: connection encodes or frames it again.
+    wire: bytes = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "data", self.frame.encode())
+        object.__setattr__(self, "wire", text_frame(self.frame.encode()))
 
     def to_wire(self) -> str:
         """`<published_at> <seq> <conversation or ->` newline [recipients as a JSON array,

@@ -1,15 +1,18 @@
 """This replica's connections: who is connected, and one bounded outbox per connection.
 
 Rules:
-- The broker hands envelopes to `Hub.deliver`, which never waits: each recipient connection's
-  `Outbox` takes the frame with `send_nowait` into its own bounded queue, and the connection's
-  own writer task drains it onto the socket. One slow socket therefore never delays the broker,
-  the sender or any other connection.
+- The broker hands envelopes to `Hub.deliver`, which never waits: a connection with nothing
+  queued or being written gets the frame written to its socket at once, as far as the kernel
+  takes it without waiting (wire.py's `try_write`: no task is woken, the common case when
+  clients keep up); anything else goes into the connection's own bounded queue, which its
+  writer task drains onto the socket. One slow socket therefore never delays the broker, the
+  sender or any other connection, and frames leave in the order they were given.
 - Overflow policy: a full queue (or a full hold buffer before/while replaying) closes that
   connection with 4009 (slow consumer). Frames are never dropped silently from a connection that
   stays open: a dropped frame would be a gap the client cannot see.
-- The same frame bytes object (`Envelope.data`) goes to every recipient; nothing is encoded
-  per connection, and a connection's writer writes everything queued with one write.
+- The same frame bytes object (`Envelope.wire`, header included) goes to every recipient;
+  nothing is encoded or framed per connection, and a connection's writer writes everything
+  queued with one write.
 - A user's broker subject is subscribed while they have at least one connection here, and
   `attach` returns only once the subscription is in effect (resume: subscribe, then replay).
   Subscribe and unsubscribe of one user are serialized, so a quick reconnect cannot end up
@@ -28,6 +31,7 @@ import trio
 from cellchat.chat.realtime.broker import Broker, Envelope, cell_subject, user_subject
 from cellchat.chat.realtime.frames import CloseCode
 from cellchat.chat.realtime.resume import DeliveryGate, HoldOverflow
+from cellchat.chat.realtime.wire import FrameWriter, text_frame
 from cellchat.ops import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,16 @@ class OutboxStatistics:
 class Outbox:
     """The outgoing side of one connection: gate, bounded queue, and the close hook.
 
-    The queue holds frames as UTF-8 bytes: a live envelope's `data` is the very object every
-    other recipient queues. The connection's writer takes everything queued at once (`take`)
-    and writes it as one batch. `capacity` bounds the frames not yet written, the batch being
-    written included. Everything is created lazily: an idle connection's outbox is a handful of
-    attributes (a replica keeps tens of thousands)."""
+    The queue holds whole frames (`wire.text_frame`): a live envelope's `wire` is the very
+    object every other recipient gets. With a `direct` writer set and nothing queued or in
+    flight, a frame is first offered to the socket at once (`FrameWriter.try_write`); what the
+    kernel does not take is queued. The connection's writer task takes everything queued at
+    once (`take`) and writes it as one batch. `capacity` bounds the frames not yet written, the
+    batch being written included. Everything is created lazily: an idle connection's outbox is
+    a handful of attributes (a replica keeps tens of thousands)."""
 
     __slots__ = ("_in_flight", "_metrics", "_queue", "_request_close", "_room", "_writer",
-                 "capacity", "closed", "connection_id", "gate", "user_id")
+                 "capacity", "closed", "connection_id", "direct", "gate", "user_id")
 
     def __init__(self, connection_id: str, user_id: str, capacity: int,
                  request_close: CloseRequest, metrics: Metrics) -> None:
@@ -68,44 +74,59 @@ class Outbox:
         self._room: trio.Event | None = None  # a `put_wait` waiting for room
         self._request_close = request_close
         self._metrics = metrics
+        #: Set by the session once its writer runs: frames may then be written at once.
+        self.direct: FrameWriter | None = None
 
-    def deliver(self, envelope: Envelope) -> None:
-        """A live envelope for this connection (from the broker)."""
+    def deliver(self, envelope: Envelope) -> bool:
+        """A live envelope for this connection (from the broker). True if it was written to
+        the socket at once (the caller counts those; the writer task counts what it writes)."""
         if self.closed:
-            return
+            return False
         gate = self.gate
         if gate.open:  # the common case, without a list per delivery
-            if gate.admit(envelope):
-                self.put_data(envelope.data)
-            return
+            return gate.admit(envelope) and self.put_frame(envelope.wire)
         try:
             ready = gate.live(envelope)
         except HoldOverflow:
             self._overflow()
-            return
-        for item in ready:
-            self.put_data(item.data)
+            return False
+        # Not holding any more: at most the envelope itself, admitted.
+        return any([self.put_frame(item.wire) for item in ready])
 
     def put(self, frame: str) -> None:
-        """Queue one frame (an answer to this client); never waits."""
-        self.put_data(frame.encode())
+        """Give one frame (an answer to this client); never waits."""
+        if self.put_frame(text_frame(frame.encode())):
+            self._metrics.ws_frames_out.inc()
 
-    def put_data(self, data: bytes) -> None:
-        """Queue one frame given as UTF-8 bytes (live, replayed or an answer); never waits."""
+    def put_frame(self, frame: bytes) -> bool:
+        """Give one whole frame (live, replayed or an answer); never waits. True if it was
+        written to the socket at once, False if queued (or dropped: closing, or overflow)."""
         if self.closed:
-            return
+            return False
         queue = self._queue
+        if queue is None and not self._in_flight:
+            direct = self.direct
+            if direct is not None:
+                sent = direct.try_write(frame)
+                if sent == len(frame):
+                    return True
+                if sent:
+                    frame = frame[sent:]  # the rest goes first; the lock is held for it
+            self._queue = [frame]
+            self._wake_writer()
+            return False
         if self.queued >= self.capacity:
             self._overflow()
-            return
+            return False
         if queue is None:
-            self._queue = [data]
+            self._queue = [frame]
         else:
-            queue.append(data)
+            queue.append(frame)
         self._wake_writer()
+        return False
 
-    async def put_wait(self, data: bytes) -> bool:
-        """Queue one frame, waiting for room (replays: backpressure instead of overflow).
+    async def put_wait(self, frame: bytes) -> bool:
+        """Give one frame, waiting for room (replays: backpressure instead of overflow).
         False once the connection is closing."""
         while not self.closed and self.queued >= self.capacity:
             if self._room is None:
@@ -114,7 +135,8 @@ class Outbox:
         if self.closed:
             await trio.lowlevel.checkpoint()
             return False
-        self.put_data(data)
+        if self.put_frame(frame):
+            self._metrics.ws_frames_out.inc()
         await trio.lowlevel.checkpoint()
         return not self.closed
 
@@ -267,9 +289,13 @@ class Hub:
             return
         if envelope.published_at:
             self._metrics.fanout_seconds.observe(max(0.0, time.time() - envelope.published_at))
+        written = 0
         for entry in here:
             for outbox in tuple(entry.outboxes):
-                outbox.deliver(envelope)
+                if outbox.deliver(envelope):
+                    written += 1
+        if written:
+            self._metrics.ws_frames_out.inc(written)
 
     def interrupted(self) -> None:
         """The broker connection was lost: events may be missing; every client resumes."""

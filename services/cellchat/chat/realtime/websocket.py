@@ -46,7 +46,7 @@ from cellchat.chat.realtime.fanout import RealtimeEvents
 from cellchat.chat.realtime.frames import CloseCode, FrameError
 from cellchat.chat.realtime.hub import Hub, Outbox
 from cellchat.chat.realtime.ratelimit import FloodGuard, Verdict
-from cellchat.chat.realtime.wire import ConnectionGone, FrameWriter
+from cellchat.chat.realtime.wire import ConnectionGone, FrameWriter, frame_payload
 from cellchat.ops import Metrics
 
 log = logging.getLogger(__name__)
@@ -258,20 +258,29 @@ class Session:
         try:
             # Two tasks of our own (trio-websocket runs its reader besides): this one writes,
             # the other reads and keeps the timers (heartbeat, token expiry).
+            writer = FrameWriter.attach(ws)
             async with trio.open_nursery() as tasks:
                 self._tasks_scope = tasks.cancel_scope
                 self._limit_tasks()  # a close requested before the session ran
                 tasks.start_soon(self._reader, tasks)
-                await self._writer(FrameWriter.attach(ws))
+                try:
+                    await self._writer(writer)
+                finally:
+                    self.outbox.direct = None
                 tasks.cancel_scope.cancel()
             self._tasks_scope = None
+            # A write cut off part-way (by the writer, or a frame `try_write` began whose rest
+            # was never written) leaves the stream unusable for a close frame.
+            torn = self._torn or (writer is not None and writer.owed)
             if self._close_code is not None:
                 server.metrics.ws_closes.labels(str(int(self._close_code))).inc()
-                if not self._torn:
+                if not torn:
                     with trio.move_on_after(config.close_timeout_s):
                         await ws.aclose(int(self._close_code), self._close_reason)
-                else:
-                    await _abort(ws)
+                elif writer is not None:
+                    await _abort(writer)
+            elif torn and writer is not None:
+                await _abort(writer)
             elif ws.closed is not None:
                 server.metrics.ws_closes.labels(str(ws.closed.code)).inc()
         finally:
@@ -297,24 +306,30 @@ class Session:
                         extra=self._log_extra)
 
     async def _writer(self, writer: FrameWriter | None) -> None:
-        """The only writer of frames: everything queued, as one write, until the session
-        closes. Cancelled part-way through a write, it leaves `_torn` set: no close frame may
-        follow."""
+        """Writes what the outbox queues (everything queued, as one write) until the session
+        closes; while it runs, the outbox may write frames at once itself (`Outbox.direct`).
+        Cancelled part-way through a write, it leaves `_torn` set: no close frame may follow.
+        Abandoning the queue (slow consumer), it still finishes a frame already begun."""
         ws = self._ws
         assert ws is not None
         outbox = self.outbox
+        outbox.direct = writer
         frames_out = self.server.metrics.ws_frames_out
         while True:
             batch = await outbox.take()
-            if not batch or self._abandon:
+            if self._abandon:
+                if writer is None or not writer.owed or not batch:
+                    return
+                batch = batch[:1]  # the rest of the frame begun, then the close frame
+            if not batch:
                 return
             self._torn = True
             try:
                 if writer is not None:
                     await writer.write(batch)
                 else:  # trio-websocket's internals moved (wire.py): the public way
-                    for data in batch:
-                        await ws.send_message(data.decode())
+                    for frame in batch:
+                        await ws.send_message(frame_payload(frame).decode())
             except (ConnectionGone, ConnectionClosed):
                 self._torn = False
                 self.request_close(None)
@@ -508,7 +523,7 @@ class Session:
             if self.outbox.closed:
                 return
         for envelope in gate.release():
-            self.outbox.put_data(envelope.data)
+            self.outbox.put_frame(envelope.wire)
         self.outbox.put(frames.encode_subscribed(replayed, frame.ref))
 
     async def _replay(self, conversation_id: str, position: int) -> int:
@@ -543,7 +558,7 @@ class Session:
                 envelope = Envelope(frames.encode_message("message.created", message),
                                     conversation_id, message.seq)
                 if gate.admit_replayed(envelope):
-                    if not await self.outbox.put_wait(envelope.data):
+                    if not await self.outbox.put_wait(envelope.wire):
                         return count
                     count += 1
             if not page.has_more or not page.messages:
@@ -589,14 +604,12 @@ async def _close_rejected(request: WebSocketRequest) -> None:
             await stream.aclose()
 
 
-async def _abort(ws: WebSocketConnection) -> None:
+async def _abort(writer: FrameWriter) -> None:
     """Close the TCP connection without a close frame: a write was cut off part-way, so the
     peer would read a close frame as the rest of a data frame. (FrameWriter's stream: only
     the fast path can cut a write off in our hands.)"""
-    writer = FrameWriter.attach(ws)
-    if writer is not None:
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await writer.abort()
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await writer.abort()
 
 
 def _frame_type(frame: frames.ClientFrame) -> str:
