@@ -290,6 +290,27 @@ async def test_joining_late_starts_at_the_current_seq(store: ChatStore, uid: str
     assert entries == []
 
 
+async def test_the_roster_read_follows_every_change(store: ChatStore, uid: str) -> None:
+    """Read before and after each change: an adapter that keeps rosters must never serve an
+    old one, and what it hands out is the caller's to change."""
+    cid = await new_conversation(store, uid)
+    alice, bob, carol = f"alice-{uid}", f"bob-{uid}", f"carol-{uid}"
+
+    async def roster() -> list[str]:
+        return sorted(p.user_id for p in await store.get_participants(cid))
+
+    assert await roster() == sorted([alice, bob])
+    handed = await store.get_participants(cid)
+    handed.clear()
+    assert await roster() == sorted([alice, bob])
+    await store.add_participants(cid, [Participant(carol, Role.MEMBER, T0 + 50)])
+    assert await roster() == sorted([alice, bob, carol])
+    await store.remove_participant(cid, bob)
+    assert await roster() == sorted([alice, carol])
+    await store.add_participants(cid, [Participant(bob, Role.MEMBER, T0 + 60)])
+    assert await roster() == sorted([alice, bob, carol])
+
+
 async def test_mute(store: ChatStore, uid: str) -> None:
     cid = await new_conversation(store, uid)
     bob = f"bob-{uid}"

@@ -5,6 +5,10 @@ tests use the CQL store. It keeps the same promises as every `ChatStore` (the co
 checks both). Each method does all its SQLite work without yielding to Trio in between, and
 the service is single-threaded, so every method is atomic without further locking. SQLite calls
 are fast enough (in memory or a local file with WAL) to run on the event loop directly.
+
+Being the database's only writer, the store keeps each conversation's roster (what
+`get_participants` returns, read on every send) once it has read it, and forgets it whenever
+it changes the roster: a large group's send then builds no participant objects.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from cellchat.chat.domain.model import (
     Role,
 )
 from cellchat.events.outbox import Intent
+
+#: Rosters kept at most (all forgotten at once beyond it: a cache, not a second store).
+_ROSTERS_KEPT = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -141,6 +148,7 @@ class EmbeddedStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._rosters: dict[str, tuple[Participant, ...]] = {}
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._db.execute(sql, params).fetchall()
@@ -171,6 +179,7 @@ class EmbeddedStore:
         return stored, created
 
     def _add_participant(self, cid: str, p: Participant, joined_at_ms: int) -> None:
+        self._rosters.pop(cid, None)
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO participants VALUES (?,?,?,?)",
             (cid, p.user_id, p.role.value, joined_at_ms),
@@ -193,13 +202,19 @@ class EmbeddedStore:
 
     async def get_participants(self, conversation_id: str) -> list[Participant]:
         await trio.lowlevel.checkpoint()
-        return [
-            Participant(r["user_id"], Role(r["role"]), r["joined_at_ms"])
-            for r in self._q(
-                "SELECT * FROM participants WHERE conversation_id=? ORDER BY user_id",
-                (conversation_id,),
+        roster = self._rosters.get(conversation_id)
+        if roster is None:
+            roster = tuple(
+                Participant(r["user_id"], Role(r["role"]), r["joined_at_ms"])
+                for r in self._q(
+                    "SELECT * FROM participants WHERE conversation_id=? ORDER BY user_id",
+                    (conversation_id,),
+                )
             )
-        ]
+            if len(self._rosters) >= _ROSTERS_KEPT:
+                self._rosters.clear()
+            self._rosters[conversation_id] = roster
+        return list(roster)
 
     async def add_participants(
         self, conversation_id: str, participants: Sequence[Participant]
@@ -211,6 +226,7 @@ class EmbeddedStore:
 
     async def remove_participant(self, conversation_id: str, user_id: str) -> None:
         await trio.lowlevel.checkpoint()
+        self._rosters.pop(conversation_id, None)
         with self._tx():
             self._db.execute(
                 "DELETE FROM participants WHERE conversation_id=? AND user_id=?",
