@@ -73,7 +73,9 @@ class PresenceTracker:
         self.lease_ttl_ms = lease_ttl_ms
         self.typing_ttl_ms = typing_ttl_ms
         self._leases: dict[ConnectionKey, _Lease] = {}
-        self._by_user: dict[str, set[ConnectionKey]] = {}
+        # Leases per user: a count, not a set of keys (`_leases` has those), since a replica
+        # holds one entry per connected user and only whether there is any is ever asked.
+        self._by_user: dict[str, int] = {}
         self._by_replica: dict[str, set[str]] = {}
         self._users: dict[str, _User] = {}
         self._typing: dict[str, dict[str, int]] = {}
@@ -218,7 +220,7 @@ class PresenceTracker:
             lease.deadline_ms = deadline
             return
         self._leases[key] = _Lease(user_id, deadline)
-        self._by_user.setdefault(user_id, set()).add(key)
+        self._by_user[user_id] = self._by_user.get(user_id, 0) + 1
         self._by_replica.setdefault(key[0], set()).add(key[1])
         self._settle(user_id, now_ms, now_ms, out)
 
@@ -227,7 +229,9 @@ class PresenceTracker:
         if lease is None:
             return
         user_id = lease.user_id
-        _discard(self._by_user, user_id, key)
+        left = self._by_user.pop(user_id) - 1
+        if left:
+            self._by_user[user_id] = left
         _discard(self._by_replica, key[0], key[1])
         self._settle(user_id, seen_ms, now_ms, out)
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -199,8 +200,13 @@ class Outbox:
 
 @attrs.define(eq=False)
 class _User:
-    outboxes: set[Outbox] = attrs.field(factory=set)
-    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    """A user connected here. Kept per user for as long as they are connected, so nothing idle
+    in it costs more than it must: the connections are a tuple (usually of one; replaced on
+    each connect and disconnect, which are rare next to deliveries, which iterate it), and the
+    lock exists only while a subscribe or unsubscribe of the user is under way (`_locked`)."""
+
+    outboxes: tuple[Outbox, ...] = ()
+    lock: trio.Lock | None = None
     subscribed: bool = False
 
 
@@ -235,9 +241,9 @@ class Hub:
         entry = self._users.get(outbox.user_id)
         if entry is None:
             entry = self._users[outbox.user_id] = _User()
-        entry.outboxes.add(outbox)
+        entry.outboxes = (*entry.outboxes, outbox)
         try:
-            async with entry.lock:
+            async with _locked(entry):
                 if not entry.subscribed:
                     started = time.perf_counter()
                     await self.broker.subscribe(self.subject(outbox.user_id))
@@ -254,13 +260,13 @@ class Hub:
         entry = self._users.get(outbox.user_id)
         if entry is None or outbox not in entry.outboxes:
             return
-        entry.outboxes.discard(outbox)
+        entry.outboxes = tuple(o for o in entry.outboxes if o is not outbox)
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            async with entry.lock:
+            async with _locked(entry):
                 if not entry.outboxes and entry.subscribed and self.broker is not None:
                     entry.subscribed = False
                     await self.broker.unsubscribe(self.subject(outbox.user_id))
-                if (not entry.outboxes and entry.lock.statistics().tasks_waiting == 0
+                if (not entry.outboxes and _waiting(entry) == 0
                         and self._users.get(outbox.user_id) is entry):
                     del self._users[outbox.user_id]
 
@@ -291,7 +297,7 @@ class Hub:
             self._metrics.fanout_seconds.observe(max(0.0, time.time() - envelope.published_at))
         written = 0
         for entry in here:
-            for outbox in tuple(entry.outboxes):
+            for outbox in entry.outboxes:  # a tuple: a connect meanwhile replaces it
                 if outbox.deliver(envelope):
                     written += 1
         if written:
@@ -303,9 +309,29 @@ class Hub:
 
     def close_all(self, code: CloseCode, reason: str) -> None:
         for entry in tuple(self._users.values()):
-            for outbox in tuple(entry.outboxes):
+            for outbox in entry.outboxes:
                 outbox.interrupt(code, reason)
 
     def statistics(self) -> HubStatistics:
         return HubStatistics(len(self._users),
                              sum(len(e.outboxes) for e in self._users.values()))
+
+
+@asynccontextmanager
+async def _locked(entry: _User) -> AsyncIterator[None]:
+    """Hold `entry`'s lock, created on first need and dropped when its last holder leaves
+    with nobody waiting (a later holder makes a new one: nobody can hold the old one then)."""
+    lock = entry.lock
+    if lock is None:
+        lock = entry.lock = trio.Lock()
+    async with lock:
+        try:
+            yield
+        finally:
+            if lock.statistics().tasks_waiting == 0 and entry.lock is lock:
+                entry.lock = None
+
+
+def _waiting(entry: _User) -> int:
+    """How many tasks wait for `entry`'s lock."""
+    return entry.lock.statistics().tasks_waiting if entry.lock is not None else 0
