@@ -361,9 +361,11 @@ class ChatApp:
         recipients = tuple(p.user_id for p in participants)
         stored = await self.sequencer.submit(draft, recipients)
         if not stored.duplicate:
+            # The message is stored: recipients hear of it first, then the sender's own read
+            # horizon moves past it (a write the delivery need not wait for).
+            await self._events.publish(events.MessageCreated(stored.message, recipients))
             if sender_id != rules.SYSTEM_SENDER:
                 await self.store.write_horizons(cid, sender_id, read_seq=stored.message.seq)
-            await self._events.publish(events.MessageCreated(stored.message, recipients))
         return stored
 
     async def edit_message(
