@@ -78,9 +78,10 @@ class Context:
             from tests.infra import cassandra as cassandra_infra
 
             began = time.monotonic()
-            self._cassandra_node = cassandra_infra.start()
+            # Server JVM settings (full JIT, G1, 1 GiB), not the test suite's fast start.
+            self._cassandra_node = cassandra_infra.start(server=True)
             self._cassandra_addr = f"{self._cassandra_node.host}:{self._cassandra_node.port}"
-            self.note(f"started Cassandra {cassandra_infra.VERSION} in "
+            self.note(f"started Cassandra {cassandra_infra.VERSION} (server JVM settings) in "
                       f"{time.monotonic() - began:.0f}s at {self._cassandra_addr}")
         host, _, port = self._cassandra_addr.rpartition(":")
         return host, int(port)

@@ -138,6 +138,18 @@ _MEMORY_FLAGS = [
     "-XX:+ExitOnOutOfMemoryError",
 ]
 
+# For the benchmarks (bench/): a node that runs like a server for minutes rather than starting
+# fast for a test session. The JVM's full JIT and G1, with a fixed 1 GiB heap: steady-state
+# throughput and latency, at the cost of a slower start.
+_SERVER_MEMORY_FLAGS = [
+    "-Xms1g",
+    "-Xmx1g",
+    "-Xss256k",
+    "-XX:+UseG1GC",
+    "-XX:-UsePerfData",
+    "-XX:+ExitOnOutOfMemoryError",
+]
+
 
 def java_home() -> Path:
     """The Java 17 installation Cassandra runs on (``$CELLCHAT_JAVA17_HOME`` overrides)."""
@@ -348,12 +360,15 @@ class CassandraNode:
             time.sleep(0.5)
 
 
-def start(workdir: Path | None = None, timeout: float = 240) -> CassandraNode:
+def start(workdir: Path | None = None, timeout: float = 240, *,
+          server: bool = False) -> CassandraNode:
     """Start a fresh single Cassandra node on free loopback ports and wait until CQL works.
 
     ``workdir`` holds the yaml, the log and the data; by default a temporary directory that
-    ``stop()`` deletes. Raises RuntimeError with the tail of the Cassandra log if the node dies
-    or does not serve CQL within ``timeout`` seconds; the JVM is stopped in that case.
+    ``stop()`` deletes. ``server``: JVM settings for steady-state work (the benchmarks)
+    instead of a fast start (the tests). Raises RuntimeError with the tail of the Cassandra
+    log if the node dies or does not serve CQL within ``timeout`` seconds; the JVM is stopped
+    in that case.
     Blocking: call it from a thread (``trio.to_thread.run_sync``) inside async code.
     """
     lib = fetch()
@@ -379,7 +394,7 @@ def start(workdir: Path | None = None, timeout: float = 240) -> CassandraNode:
 
     argv = [
         str(java),
-        *_MEMORY_FLAGS,
+        *(_SERVER_MEMORY_FLAGS if server else _MEMORY_FLAGS),
         *_JAVA17_MODULE_FLAGS,
         *_FAST_START_FLAGS,
         *_THROWAWAY_DATA_FLAGS,
