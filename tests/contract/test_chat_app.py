@@ -137,6 +137,49 @@ async def test_strangers_see_not_found(app: ChatApp, uid: str) -> None:
     assert await app.store.get_last_seq(cid) == 0
 
 
+class RosterReads:
+    """Passes everything to the store, counting the roster reads."""
+
+    def __init__(self, store: ChatStore) -> None:
+        self._store = store
+        self.roster_reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def get_participants(self, conversation_id: str) -> object:
+        self.roster_reads += 1
+        return await self._store.get_participants(conversation_id)
+
+
+async def test_a_direct_pair_is_read_once_and_still_guards(store: ChatStore, clock: FakeClock,
+                                                           uid: str) -> None:
+    from cellchat.chat.domain.errors import Blocked
+
+    counting = RosterReads(store)
+    app = ChatApp(counting, clock=clock)  # type: ignore[arg-type]
+    buyer, seller, stranger = f"b-{uid}", f"s-{uid}", f"eve-{uid}"
+    view, _ = await app.create_direct(buyer, seller)
+    cid = view.conversation.conversation_id
+    await app.send_message(buyer, text(cid, "first"))
+    reads = counting.roster_reads
+    for n in range(3):
+        await app.send_message(seller if n % 2 else buyer, text(cid, f"reply {n}"))
+    assert counting.roster_reads == reads  # the pair never changes: not read again
+    with pytest.raises(NotFound):
+        await app.send_message(stranger, text(cid, "let me in"))
+    await app.set_block(seller, buyer, blocked=True, at_ms=100)
+    with pytest.raises(Blocked):
+        await app.send_message(buyer, text(cid, "still there?"))
+    group = await app.create_group(buyer, "g", [seller])
+    gid = group.conversation.conversation_id
+    await app.send_message(buyer, text(gid, "one"))
+    before = counting.roster_reads
+    await app.send_message(buyer, text(gid, "two"))
+    assert counting.roster_reads == before + 1  # a group's roster can change: read each time
+    assert await store.get_last_seq(cid) == 4
+
+
 async def test_send_is_idempotent_by_client_id(app: ChatApp, recorder: Recorder,
                                                uid: str) -> None:
     view, _ = await app.create_direct(f"b-{uid}", f"s-{uid}")

@@ -47,6 +47,8 @@ from cellchat.chat.domain.model import (
 )
 
 _KIND_CACHE_SIZE = 100_000
+#: Direct conversations whose pair is kept (about 300 bytes each).
+_PAIR_CACHE_SIZE = 50_000
 NO_CONTEXT = Context()
 PRODUCT_FANOUT_LIMIT = 1000
 
@@ -117,6 +119,9 @@ class ChatApp:
         self.sequencer = sequencer or SendSequencer(store, announcer=announcer)
         # Conversation kinds never change, so a small cache saves a read per send.
         self._kinds: OrderedDict[str, ConversationKind] = OrderedDict()
+        # Nor does a direct conversation's pair (never added to, never left): once both are
+        # stored, a send to it reads no roster. A group's roster is read every time.
+        self._pairs: OrderedDict[str, tuple[Participant, ...]] = OrderedDict()
 
     def now_ms(self) -> int:
         return self._clock.now_ms()
@@ -131,9 +136,23 @@ class ChatApp:
         self, conversation_id: str, user_id: str
     ) -> tuple[list[Participant], Participant]:
         self._check_conversation_id(conversation_id)
-        participants = await self.store.get_participants(conversation_id)
+        pair = self._pairs.get(conversation_id)
+        if pair is not None:
+            participants = list(pair)
+        else:
+            participants = await self.store.get_participants(conversation_id)
+            if self._kinds.get(conversation_id) is ConversationKind.DIRECT:
+                self._keep_pair(conversation_id, participants)
         me = rules.require_participant(participants, user_id)
         return participants, me
+
+    def _keep_pair(self, conversation_id: str, participants: Sequence[Participant]) -> None:
+        """Remember a direct conversation's pair; only a complete one (a creation still
+        under way may show one participant)."""
+        if len(participants) == 2 and conversation_id not in self._pairs:
+            self._pairs[conversation_id] = tuple(participants)
+            if len(self._pairs) > _PAIR_CACHE_SIZE:
+                self._pairs.popitem(last=False)
 
     async def _conversation(self, conversation_id: str) -> Conversation:
         conversation = await self.store.get_conversation(conversation_id)
@@ -155,6 +174,7 @@ class ChatApp:
     ) -> None:
         if await self._kind(conversation_id) is not ConversationKind.DIRECT:
             return
+        self._keep_pair(conversation_id, participants)
         for other in participants:
             if other.user_id != sender_id and await self.store.is_blocked(sender_id,
                                                                          other.user_id):
