@@ -10,8 +10,9 @@ awaits one before the next, concurrent where it gathers. The statements' CQL tex
 from that module (`_STATEMENTS`), never copied, and prepared the same way (keyspace-qualified,
 same execution profile, same frame compression); the store class itself is not used. Like the
 service's send sequencer, it reads a conversation's last seq once and then remembers the seq it
-wrote; like the service's app, it reads a direct conversation's pair once. What the service adds on top of this loop (gRPC, auth, validation, the use case, the
-sequencer, the Trio bridge) is its overhead.
+wrote; like the service's app, it reads a direct conversation's pair once. What the service
+adds on top of this loop (gRPC, auth, validation, the use case, the sequencer, the Trio bridge)
+is its overhead.
 
 `insert` issues one plain `msg_insert` per message (no conditional batch, no reads): the floor
 that shows what allocating the sequence costs.

@@ -16,6 +16,7 @@ it listens, and stops on SIGTERM. Logs go to stderr (the orchestrator sends them
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ def cellchat() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 ports = await nursery.start(serve_chat, settings)
+                gc.freeze()  # as `cellchat run` does once listening (cellchat/cli.py)
                 _ready(grpc=ports.grpc, ws=ports.ws, ops=ports.ops)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

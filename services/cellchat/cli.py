@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -29,14 +30,20 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-async def _serve_until_signalled(serve: Callable[[Settings], Awaitable[None]],
+async def _serve_until_signalled(serve: Callable[..., Awaitable[None]],
                                  settings: Settings) -> None:
-    """Run `serve` until SIGINT or SIGTERM, then cancel it: its servers drain gracefully."""
+    """Run `serve` until SIGINT or SIGTERM, then cancel it: its servers drain gracefully.
+
+    Once it listens, everything built so far (modules, prepared statements, caches) is moved
+    out of the garbage collector's sight (`gc.freeze`): it lives as long as the process, and
+    every full collection would otherwise walk it again, a pause of tens of milliseconds in
+    the middle of serving."""
     import trio
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, settings)
+            await nursery.start(serve, settings)
+            gc.freeze()
             async for signum in signals:
                 logging.getLogger("cellchat").info(
                     "received %s, stopping", signal.Signals(signum).name
