@@ -71,6 +71,19 @@ async def serving() -> AsyncIterator[tuple[int, trio.MemoryReceiveChannel[WebSoc
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def attached(max_message_size: int = 1 << 20) -> AsyncIterator[
+        tuple[WebSocketConnection, FrameWriter, WebSocketConnection]]:
+    """A server-side connection with its FrameWriter, and the trio-websocket client of it."""
+    async with serving() as (port, accepted, _), \
+            open_websocket("127.0.0.1", port, "/", use_ssl=False,
+                           max_message_size=max_message_size) as client:
+        ws = await accepted.receive()
+        writer = FrameWriter.attach(ws)
+        assert writer is not None
+        yield ws, writer, client
+
+
 async def test_the_fast_path_is_available_with_the_installed_trio_websocket() -> None:
     with trio.fail_after(10):
         async with serving() as (port, accepted, _), \
@@ -85,11 +98,7 @@ async def test_the_fast_path_is_available_with_the_installed_trio_websocket() ->
 async def test_batches_interleave_with_pings_and_end_with_the_close_frame() -> None:
     texts = [f"frame {i} " + "x" * (i * 37 % 300) for i in range(200)]
     with trio.fail_after(20):
-        async with serving() as (port, accepted, _), \
-                open_websocket("127.0.0.1", port, "/", use_ssl=False) as client:
-            ws = await accepted.receive()
-            writer = FrameWriter.attach(ws)
-            assert writer is not None
+        async with attached() as (ws, writer, client):
             got: list[str] = []
             codes: list[int] = []
 
@@ -123,12 +132,7 @@ async def test_a_batch_larger_than_the_socket_takes_arrives_whole_and_in_order()
     client reads slowly, with the library's pings racing it."""
     texts = [f"{i:05d}" + "b" * 60_000 for i in range(100)]  # ~6 MB: many socket buffers
     with trio.fail_after(30):
-        async with serving() as (port, accepted, _), \
-                open_websocket("127.0.0.1", port, "/", use_ssl=False,
-                               max_message_size=1 << 20) as client:
-            ws = await accepted.receive()
-            writer = FrameWriter.attach(ws)
-            assert writer is not None
+        async with attached() as (ws, writer, client):
             got: list[str] = []
 
             async def read_slowly() -> None:
@@ -178,12 +182,7 @@ async def test_a_frame_begun_at_once_is_finished_by_the_writer_before_anything_e
     in between, so the library's ping waits behind it and nothing interleaves."""
     big = text_frame(b"r" * 3_000_000)  # more than loopback's socket buffers take at once
     with trio.fail_after(20):
-        async with serving() as (port, accepted, _), \
-                open_websocket("127.0.0.1", port, "/", use_ssl=False,
-                               max_message_size=1 << 22) as client:
-            ws = await accepted.receive()
-            writer = FrameWriter.attach(ws)
-            assert writer is not None
+        async with attached(max_message_size=1 << 22) as (ws, writer, client):
             sent = writer.try_write(big)
             assert 0 < sent < len(big)
             assert writer.owed
@@ -216,11 +215,7 @@ async def test_a_frame_begun_at_once_is_finished_by_the_writer_before_anything_e
 async def test_aborting_with_a_frame_unfinished_frees_whoever_waits_to_write() -> None:
     big = text_frame(b"a" * 3_000_000)
     with trio.fail_after(10):
-        async with serving() as (port, accepted, _), \
-                open_websocket("127.0.0.1", port, "/", use_ssl=False):
-            ws = await accepted.receive()
-            writer = FrameWriter.attach(ws)
-            assert writer is not None
+        async with attached() as (ws, writer, _):
             assert 0 < writer.try_write(big) < len(big)
             outcome: list[str] = []
 
