@@ -371,3 +371,18 @@ async def test_a_request_without_messages_is_answered_on_its_stream() -> None:
             assert client.responses[good].status == 0
             assert client.responses[good].messages() == [b"\x08\x03"]
             assert srv.server.statistics().connections == 1
+
+
+async def test_a_deadline_passed_ends_a_call_whose_request_is_all_queued() -> None:
+    # The handler reads events already queued without a trip through the scheduler, but still
+    # sees its cancellation: a call whose deadline is over before it starts (grpc-timeout 0)
+    # ends DEADLINE_EXCEEDED, though its request came whole and its handler never waits.
+    with trio.fail_after(20):
+        async with running() as srv, RawClient.connect(srv.port) as client:
+            late = client.request("Size", b"\x0a\x03abc", headers=(("grpc-timeout", "0u"),))
+            good = client.request("Size", b"\x0a\x03abc")
+            await client.send()
+            await client.wait_ended(late, good)
+            assert client.responses[late].status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+            assert client.responses[good].messages() == [b"\x08\x03"]
+            assert srv.server.statistics().calls_deadline_exceeded == 1

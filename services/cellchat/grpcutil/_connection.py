@@ -42,8 +42,9 @@ And for throughput (every call of a busy connection pays these), `_listen` and t
 differ from purerpc's: events are queued to their stream without a scheduler checkpoint each,
 so one read's worth of requests is dispatched in one go, and the writer lets every ready task
 add its frames before it writes, so the responses of a batch of calls leave in one send()
-instead of one per frame. Response headers wait for the first message, or become a
-trailers-only response when there is none.
+instead of one per frame. A handler reads the events queued to its stream without a trip
+through the scheduler (`_ServerStream.receive_event`). Response headers wait for the first
+message, or become a trailers-only response when there is none.
 
 Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 """
@@ -51,7 +52,7 @@ Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 from __future__ import annotations
 
 import logging
-import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -102,27 +103,68 @@ class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
     def __init__(
         self, grpc_connection: Any, stream_id: int, socket: SocketWrapper, grpc_socket: Any
     ) -> None:
-        # purerpc's GRPCStream.__init__, with trio's primitives instead of anyio's (the same
-        # on trio, at a fraction of the cost: one stream per call).
+        # purerpc's GRPCStream.__init__, but its per-stream memory channel is a deque (see
+        # `receive_event`), and the flow-control event is made only when a sender must wait.
         self._stream_id = stream_id
         self._grpc_connection = grpc_connection
         self._grpc_socket = grpc_socket
         self._socket = socket
-        self._flow_control_update_event = trio.Event()
-        self._incoming_events = trio.open_memory_channel[Any](math.inf)
+        self._flow_control_update_event: trio.Event | None = None
+        self._events: deque[Any] = deque()
+        self._event_arrived: trio.Event | None = None
+        self._incoming_message_type: Any = None
         self._response_started = False
         self._state = GRPCStreamState.OPEN
-        self._start_stream_event = None
-        self._end_stream_event = None
+        self._start_stream_event: Any = None
+        self._end_stream_event: Any = None
+
+    def _put_event(self, event: Any) -> None:
+        self._events.append(event)
+        if self._event_arrived is not None:
+            self._event_arrived.set()
+
+    def _window_opened(self) -> None:
+        if self._flow_control_update_event is not None:
+            self._flow_control_update_event.set()
 
     async def _wait_flow_control_update(self) -> None:
-        await self._flow_control_update_event.wait()
         self._flow_control_update_event = trio.Event()
+        await self._flow_control_update_event.wait()
+        self._flow_control_update_event = None
 
     async def receive_event(self) -> Any:
-        event = await super().receive_event()
-        if isinstance(event, _RequestFailed):
+        """purerpc's `receive_event`, but an event already queued costs no scheduling round.
+
+        It checkpoints only if cancelled then: a unary call whose request came in one read
+        runs from its first step to its last in one go. A handler reading queued events cannot
+        starve the others for long: only `listen()` queues them, and it cannot run meanwhile,
+        so they are at most one read's worth.
+        """
+        events = self._events
+        if events:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            while not events:
+                self._event_arrived = trio.Event()
+                await self._event_arrived.wait()
+            self._event_arrived = None
+        event = events.popleft()
+        if isinstance(event, MessageReceived):
+            self._grpc_connection.acknowledge_received_data(
+                self._stream_id, event.flow_controlled_length
+            )
+            await self._socket.flush()
+            if self._incoming_message_type is not None:
+                message = self._incoming_message_type()
+                message.ParseFromString(event.data)
+                event.data = message
+        elif isinstance(event, _RequestFailed):
+            self._end_stream_event = event
             raise event.error
+        elif isinstance(event, RequestEnded):
+            self._end_stream_event = event
+        else:
+            self._start_stream_event = event
         return event
 
     async def send_message(self, message: Any) -> None:
@@ -213,9 +255,9 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
                 if isinstance(event, WindowUpdated):
                     if stream_id == 0:
                         for waiting in streams.values():
-                            waiting._flow_control_update_event.set()
+                            waiting._window_opened()
                     elif stream_id in streams:
-                        streams[stream_id]._flow_control_update_event.set()
+                        streams[stream_id]._window_opened()
                     continue
                 if isinstance(event, RequestReceived):
                     stream = self._allocate_stream(stream_id)
@@ -224,7 +266,7 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
                     if stream is None:
                         self._discard(event)
                         continue
-                stream._incoming_events[0].send_nowait(event)
+                stream._put_event(event)
                 if isinstance(event, RequestReceived):
                     yield stream
                 elif isinstance(event, RequestEnded | ResponseEnded):
@@ -348,12 +390,9 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
             self._reset(stream_id, ErrorCodes.NO_ERROR if answered else ErrorCodes.CANCEL)
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
-            queue = stream._incoming_events[1]
-            while True:
-                try:
-                    self._discard(queue.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            for event in stream._events:
+                self._discard(event)
+            stream._events.clear()
 
     async def refuse(self, stream_id: int) -> None:
         self._reset(stream_id, ErrorCodes.REFUSED_STREAM)  # unless the client gave up first
