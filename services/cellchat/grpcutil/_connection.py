@@ -43,8 +43,9 @@ differ from purerpc's: events are queued to their stream without a scheduler che
 so one read's worth of requests is dispatched in one go, and the writer lets every ready task
 add its frames before it writes, so the responses of a batch of calls leave in one send()
 instead of one per frame. A handler reads the events queued to its stream without a trip
-through the scheduler (`_ServerStream.receive_event`). Response headers wait for the first
-message, or become a trailers-only response when there is none.
+through the scheduler (`_ServerStream.receive_event`). The usual response fields (`:status`,
+`content-type`, `grpc-status`) are HPACK blocks made once (`_ResponseEncoder`). Response
+headers wait for the first message, or become a trailers-only response when there is none.
 
 Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 """
@@ -61,6 +62,7 @@ import anyio.abc
 import h2.connection
 import h2.exceptions
 import h2.stream
+import hpack
 import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, HeadersFrame, WindowUpdateFrame
@@ -87,6 +89,46 @@ log = logging.getLogger(__name__)
 # header (KeyError), a bad number or base64 (ValueError), a path without a slash (ValueError).
 _MALFORMED_REQUEST = (ProtocolError, KeyError, ValueError, IndexError)
 _CLOSED_BY_US = (h2.stream.StreamState.HALF_CLOSED_LOCAL, h2.stream.StreamState.CLOSED)
+
+
+def _field_blocks() -> dict[tuple[str, str], bytes]:
+    """The fields of our usual response headers and trailers, each as an HPACK block.
+
+    Encoded once, with only HPACK's static table (never-indexed literals, or a static
+    index), so each block means the same whatever the connection's dynamic table holds,
+    and leaves that table alone: h2's encoder stays in step with the client's decoder.
+    """
+    fields = [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("content-type", "application/grpc+proto"),
+        *(("grpc-status", str(code.value)) for code in StatusCode),
+    ]
+    return {
+        field: hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(*field)]) for field in fields
+    }
+
+
+class _ResponseEncoder(hpack.Encoder):  # type: ignore[misc]
+    """h2's HPACK encoder, except that header lists of only our usual fields cost a lookup.
+
+    Nearly every call answers with the same `:status`, `content-type` and `grpc-status`
+    fields: encoding them anew (a linear search of the header tables per field) was a good
+    part of answering a call. A list with any other field (a `grpc-message`, custom
+    metadata), or due to announce a table size change, goes through the real encoder.
+    """
+
+    _BLOCKS = _field_blocks()
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        if not self.header_table.resized:
+            blocks = self._BLOCKS
+            try:
+                return b"".join([blocks[field] for field in headers])
+            except (KeyError, TypeError):
+                pass
+        encoded: bytes = super().encode(headers, huffman)
+        return encoded
 
 
 class _RequestFailed(RequestEnded):  # type: ignore[misc]
@@ -223,6 +265,7 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         grpc_connection._request_received = self._request_received
         grpc_connection._data_received = self._data_received
         self._h2: h2.connection.H2Connection = grpc_connection.h2_connection
+        self._h2.encoder = _ResponseEncoder()
         # Our headers are purerpc's constants and statuses, lowercase and valid by
         # construction: h2 need not check and rewrite each of them on every call.
         self._h2.config.validate_outbound_headers = False
