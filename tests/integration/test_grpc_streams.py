@@ -21,6 +21,7 @@ import h2.config
 import h2.connection
 import h2.events
 import purerpc
+import pytest
 import trio
 from google.protobuf import wrappers_pb2
 from h2.errors import ErrorCodes
@@ -174,6 +175,20 @@ async def test_an_oversized_message_fails_its_call_only() -> None:
                 answer = await in_thread(lambda: size_call(ch)(ok, timeout=10))
                 assert answer.value == 100
             assert len(await in_thread(lambda: list(stream))) == 1
+            assert srv.server.statistics().connections == 1
+
+
+async def test_a_reply_over_the_size_limit_fails_its_call_only() -> None:
+    limits = CallLimits(max_message_bytes=512)
+    with trio.fail_after(30):
+        async with running(limits) as srv, channel(srv.target) as ch:
+            stream = count_call(ch)(wrappers_pb2.UInt32Value(value=1), timeout=20)
+            with pytest.raises(grpc.RpcError) as raised:
+                await in_thread(lambda: list(stream))
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "larger than max" in raised.value.details()
+            ok = wrappers_pb2.BytesValue(value=b"y" * 100)
+            assert (await in_thread(lambda: size_call(ch)(ok, timeout=10))).value == 100
             assert srv.server.statistics().connections == 1
 
 

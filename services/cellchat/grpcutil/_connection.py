@@ -53,6 +53,7 @@ Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -89,6 +90,8 @@ log = logging.getLogger(__name__)
 # header (KeyError), a bad number or base64 (ValueError), a path without a slash (ValueError).
 _MALFORMED_REQUEST = (ProtocolError, KeyError, ValueError, IndexError)
 _CLOSED_BY_US = (h2.stream.StreamState.HALF_CLOSED_LOCAL, h2.stream.StreamState.CLOSED)
+# gRPC's length-prefixed message: compressed flag, length (big-endian).
+_MESSAGE_PREFIX = struct.Struct(">?I")
 
 
 def _field_blocks() -> dict[tuple[str, str], bytes]:
@@ -210,11 +213,23 @@ class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
         return event
 
     async def send_message(self, message: Any) -> None:
+        connection = self._grpc_connection
         if not self._response_started:
             # The response headers leave with the first message (same send, same packet).
-            self._grpc_connection.start_response(self._stream_id, "+proto")
+            connection.start_response(self._stream_id, "+proto")
             self._response_started = True
-        await super().send_message(message)
+        data = message.SerializeToString()
+        size = len(data)
+        if (
+            size <= connection.config.max_message_length
+            and size + 5 <= connection.flow_control_window(self._stream_id)
+        ):
+            # What purerpc's `_send` comes to for a message that fits the window and a frame,
+            # without its write buffer per message.
+            connection.send_data(self._stream_id, _MESSAGE_PREFIX.pack(False, size) + data)
+            await self._socket.flush()
+        else:  # too large (it raises), or sent as the window opens
+            await self._send(data)
 
 
 class _Writer(SocketWrapper):  # type: ignore[misc]
