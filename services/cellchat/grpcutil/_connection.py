@@ -45,8 +45,10 @@ so one read's worth of requests is dispatched in one go, and the writer lets eve
 add its frames before it writes, so the responses of a batch of calls leave in one send()
 instead of one per frame. A handler reads the events queued to its stream without a trip
 through the scheduler (`_ServerStream.receive_event`). The usual response fields (`:status`,
-`content-type`, `grpc-status`) are HPACK blocks made once (`_ResponseEncoder`). Response
-headers wait for the first message, or become a trailers-only response when there is none.
+`content-type`, `grpc-status`) are HPACK blocks made once (`_ResponseEncoder`), and a
+request's fields that are one HPACK byte (an index) skip hpack's per-field machinery
+(`_RequestDecoder`). Response headers wait for the first message, or become a trailers-only
+response when there is none.
 
 Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 """
@@ -144,6 +146,57 @@ class _ResponseEncoder(hpack.Encoder):  # type: ignore[misc]
                 pass
         encoded: bytes = super().encode(headers, huffman)
         return encoded
+
+
+class _RequestDecoder(hpack.Decoder):  # type: ignore[misc]
+    """h2's HPACK decoder, with a shortcut for a field that is one byte: an index.
+
+    Clients index the fields they repeat on every call (all but `grpc-timeout`, say), so
+    most fields of a request are one byte; hpack decodes each through three calls and two
+    debug logs. Other representations go through hpack's own per-field methods, and the
+    block's checks are hpack's: size updates only first, the header list size limit, the
+    table size within what we allowed.
+    """
+
+    def decode(self, data: bytes, raw: bool = False) -> list[hpack.HeaderTuple]:
+        if not raw:  # h2 asks for bytes, and decodes them itself
+            decoded: list[hpack.HeaderTuple] = super().decode(data, raw)
+            return decoded
+        headers: list[hpack.HeaderTuple] = []
+        table = self.header_table
+        view = memoryview(data)
+        at, end, size = 0, len(data), 0
+        while at < end:
+            first = data[at]
+            if first & 0x80 and first != 0xFF:  # indexed, the index within the first byte
+                name, value = table.get_by_index(first & 0x7F)
+                # hpack may keep an entry as a view of the block it came in: bytes, always.
+                header = hpack.HeaderTuple(bytes(name), bytes(value))
+                at += 1
+            else:
+                if first & 0x80:
+                    header, used = self._decode_indexed(view[at:])
+                elif first & 0x40:
+                    header, used = self._decode_literal_index(view[at:])
+                elif first & 0x20:
+                    if headers:
+                        raise hpack.HPACKDecodingError("table size update after a field")
+                    used = self._update_encoding_context(view[at:])
+                    at += used
+                    continue
+                else:
+                    header, used = self._decode_literal_no_index(view[at:])
+                at += used
+                # Literals may be slices of `view`: bytes, of the same tuple class.
+                header = header.__class__(bytes(header[0]), bytes(header[1]))
+            headers.append(header)
+            size += 32 + len(header[0]) + len(header[1])  # RFC 7541 §4.1
+            if size > self.max_header_list_size:
+                raise hpack.OversizedHeaderListError(
+                    f"a header list larger than {self.max_header_list_size} bytes"
+                )
+        self._assert_valid_table_size()
+        return headers
 
 
 class _RequestFailed(RequestEnded):  # type: ignore[misc]
@@ -293,6 +346,9 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         grpc_connection._data_received = self._data_received
         self._h2: h2.connection.H2Connection = grpc_connection.h2_connection
         self._h2.encoder = _ResponseEncoder()
+        decoder = _RequestDecoder(max_header_list_size=self._h2.decoder.max_header_list_size)
+        decoder.max_allowed_table_size = self._h2.decoder.max_allowed_table_size
+        self._h2.decoder = decoder
         # Our headers are purerpc's constants and statuses, lowercase and valid by
         # construction: h2 need not check and rewrite each of them on every call.
         self._h2.config.validate_outbound_headers = False
