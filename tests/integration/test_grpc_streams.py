@@ -21,6 +21,7 @@ import h2.config
 import h2.connection
 import h2.events
 import purerpc
+import pytest
 import trio
 from google.protobuf import wrappers_pb2
 from h2.errors import ErrorCodes
@@ -174,6 +175,20 @@ async def test_an_oversized_message_fails_its_call_only() -> None:
                 answer = await in_thread(lambda: size_call(ch)(ok, timeout=10))
                 assert answer.value == 100
             assert len(await in_thread(lambda: list(stream))) == 1
+            assert srv.server.statistics().connections == 1
+
+
+async def test_a_reply_over_the_size_limit_fails_its_call_only() -> None:
+    limits = CallLimits(max_message_bytes=512)
+    with trio.fail_after(30):
+        async with running(limits) as srv, channel(srv.target) as ch:
+            stream = count_call(ch)(wrappers_pb2.UInt32Value(value=1), timeout=20)
+            with pytest.raises(grpc.RpcError) as raised:
+                await in_thread(lambda: list(stream))
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "larger than max" in raised.value.details()
+            ok = wrappers_pb2.BytesValue(value=b"y" * 100)
+            assert (await in_thread(lambda: size_call(ch)(ok, timeout=10))).value == 100
             assert srv.server.statistics().connections == 1
 
 
@@ -371,3 +386,18 @@ async def test_a_request_without_messages_is_answered_on_its_stream() -> None:
             assert client.responses[good].status == 0
             assert client.responses[good].messages() == [b"\x08\x03"]
             assert srv.server.statistics().connections == 1
+
+
+async def test_a_deadline_passed_ends_a_call_whose_request_is_all_queued() -> None:
+    # The handler reads events already queued without a trip through the scheduler, but still
+    # sees its cancellation: a call whose deadline is over before it starts (grpc-timeout 0)
+    # ends DEADLINE_EXCEEDED, though its request came whole and its handler never waits.
+    with trio.fail_after(20):
+        async with running() as srv, RawClient.connect(srv.port) as client:
+            late = client.request("Size", b"\x0a\x03abc", headers=(("grpc-timeout", "0u"),))
+            good = client.request("Size", b"\x0a\x03abc")
+            await client.send()
+            await client.wait_ended(late, good)
+            assert client.responses[late].status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+            assert client.responses[good].messages() == [b"\x08\x03"]
+            assert srv.server.statistics().calls_deadline_exceeded == 1

@@ -27,8 +27,9 @@ we fix on our instance (nothing global is patched):
   so when the next stream opens), raises StreamClosedError and h2 tears the connection down;
   RFC 7540 §5.1 says to ignore it. grpcio clients send those routinely after a stream ends or
   is cancelled.
-* a request h2 finds malformed (uppercase or connection-specific header names, bad
+* a request malformed for HTTP/2 (uppercase or connection-specific header names, bad
   pseudo-headers) is a connection error in h2; here RST_STREAM(PROTOCOL_ERROR) (§8.1.2.6).
+  `_malformed` applies h2's rules, in one pass instead of h2's chain of generators.
 * a request malformed for gRPC (method, content-type, `grpc-timeout`, `-bin` metadata)
   raises in purerpc's parser; we answer that stream INTERNAL with the reason instead.
 * a request whose HEADERS frame ends the stream (a client stream of no messages, legal gRPC) is
@@ -42,8 +43,12 @@ And for throughput (every call of a busy connection pays these), `_listen` and t
 differ from purerpc's: events are queued to their stream without a scheduler checkpoint each,
 so one read's worth of requests is dispatched in one go, and the writer lets every ready task
 add its frames before it writes, so the responses of a batch of calls leave in one send()
-instead of one per frame. Response headers wait for the first message, or become a
-trailers-only response when there is none.
+instead of one per frame. A handler reads the events queued to its stream without a trip
+through the scheduler (`_ServerStream.receive_event`). The usual response fields (`:status`,
+`content-type`, `grpc-status`) are HPACK blocks made once (`_ResponseEncoder`), and a
+request's fields that are one HPACK byte (an index) skip hpack's per-field machinery
+(`_RequestDecoder`). Response headers wait for the first message, or become a trailers-only
+response when there is none.
 
 Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 """
@@ -51,15 +56,20 @@ Pinned by pyproject: purerpc 0.8 (`<0.9`), whose `h2<4` pin this relies on.
 from __future__ import annotations
 
 import logging
-import math
+import re
+import string
+import struct
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 import h2.connection
+import h2.events
 import h2.exceptions
 import h2.stream
+import hpack
 import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, HeadersFrame, WindowUpdateFrame
@@ -86,6 +96,107 @@ log = logging.getLogger(__name__)
 # header (KeyError), a bad number or base64 (ValueError), a path without a slash (ValueError).
 _MALFORMED_REQUEST = (ProtocolError, KeyError, ValueError, IndexError)
 _CLOSED_BY_US = (h2.stream.StreamState.HALF_CLOSED_LOCAL, h2.stream.StreamState.CLOSED)
+_H2_HEADERS_RECEIVED = (h2.events.RequestReceived, h2.events.TrailersReceived)
+# What `_malformed` checks: as h2.utilities, for decoded (str) names and values.
+_WHITESPACE = frozenset(string.whitespace)
+_UPPERCASE = re.compile("[A-Z]")
+_PSEUDO_HEADERS = frozenset((":method", ":scheme", ":authority", ":path", ":status", ":protocol"))
+_CONNECTION_SPECIFIC = frozenset(
+    ("connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade")
+)
+# gRPC's length-prefixed message: compressed flag, length (big-endian).
+_MESSAGE_PREFIX = struct.Struct(">?I")
+
+
+def _field_blocks() -> dict[tuple[str, str], bytes]:
+    """The fields of our usual response headers and trailers, each as an HPACK block.
+
+    Encoded once, with only HPACK's static table (never-indexed literals, or a static
+    index), so each block means the same whatever the connection's dynamic table holds,
+    and leaves that table alone: h2's encoder stays in step with the client's decoder.
+    """
+    fields = [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("content-type", "application/grpc+proto"),
+        *(("grpc-status", str(code.value)) for code in StatusCode),
+    ]
+    return {
+        field: hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(*field)]) for field in fields
+    }
+
+
+class _ResponseEncoder(hpack.Encoder):  # type: ignore[misc]
+    """h2's HPACK encoder, except that header lists of only our usual fields cost a lookup.
+
+    Nearly every call answers with the same `:status`, `content-type` and `grpc-status`
+    fields: encoding them anew (a linear search of the header tables per field) was a good
+    part of answering a call. A list with any other field (a `grpc-message`, custom
+    metadata), or due to announce a table size change, goes through the real encoder.
+    """
+
+    _BLOCKS = _field_blocks()
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        if not self.header_table.resized:
+            blocks = self._BLOCKS
+            try:
+                return b"".join([blocks[field] for field in headers])
+            except (KeyError, TypeError):
+                pass
+        encoded: bytes = super().encode(headers, huffman)
+        return encoded
+
+
+class _RequestDecoder(hpack.Decoder):  # type: ignore[misc]
+    """h2's HPACK decoder, with a shortcut for a field that is one byte: an index.
+
+    Clients index the fields they repeat on every call (all but `grpc-timeout`, say), so
+    most fields of a request are one byte; hpack decodes each through three calls and two
+    debug logs. Other representations go through hpack's own per-field methods, and the
+    block's checks are hpack's: size updates only first, the header list size limit, the
+    table size within what we allowed.
+    """
+
+    def decode(self, data: bytes, raw: bool = False) -> list[hpack.HeaderTuple]:
+        if not raw:  # h2 asks for bytes, and decodes them itself
+            decoded: list[hpack.HeaderTuple] = super().decode(data, raw)
+            return decoded
+        headers: list[hpack.HeaderTuple] = []
+        table = self.header_table
+        view = memoryview(data)
+        at, end, size = 0, len(data), 0
+        while at < end:
+            first = data[at]
+            if first & 0x80 and first != 0xFF:  # indexed, the index within the first byte
+                name, value = table.get_by_index(first & 0x7F)
+                # hpack may keep an entry as a view of the block it came in: bytes, always.
+                header = hpack.HeaderTuple(bytes(name), bytes(value))
+                at += 1
+            else:
+                if first & 0x80:
+                    header, used = self._decode_indexed(view[at:])
+                elif first & 0x40:
+                    header, used = self._decode_literal_index(view[at:])
+                elif first & 0x20:
+                    if headers:
+                        raise hpack.HPACKDecodingError("table size update after a field")
+                    used = self._update_encoding_context(view[at:])
+                    at += used
+                    continue
+                else:
+                    header, used = self._decode_literal_no_index(view[at:])
+                at += used
+                # Literals may be slices of `view`: bytes, of the same tuple class.
+                header = header.__class__(bytes(header[0]), bytes(header[1]))
+            headers.append(header)
+            size += 32 + len(header[0]) + len(header[1])  # RFC 7541 §4.1
+            if size > self.max_header_list_size:
+                raise hpack.OversizedHeaderListError(
+                    f"a header list larger than {self.max_header_list_size} bytes"
+                )
+        self._assert_valid_table_size()
+        return headers
 
 
 class _RequestFailed(RequestEnded):  # type: ignore[misc]
@@ -102,35 +213,88 @@ class _ServerStream(GRPCProtoStream):  # type: ignore[misc]
     def __init__(
         self, grpc_connection: Any, stream_id: int, socket: SocketWrapper, grpc_socket: Any
     ) -> None:
-        # purerpc's GRPCStream.__init__, with trio's primitives instead of anyio's (the same
-        # on trio, at a fraction of the cost: one stream per call).
+        # purerpc's GRPCStream.__init__, but its per-stream memory channel is a deque (see
+        # `receive_event`), and the flow-control event is made only when a sender must wait.
         self._stream_id = stream_id
         self._grpc_connection = grpc_connection
         self._grpc_socket = grpc_socket
         self._socket = socket
-        self._flow_control_update_event = trio.Event()
-        self._incoming_events = trio.open_memory_channel[Any](math.inf)
+        self._flow_control_update_event: trio.Event | None = None
+        self._events: deque[Any] = deque()
+        self._event_arrived: trio.Event | None = None
+        self._incoming_message_type: Any = None
         self._response_started = False
         self._state = GRPCStreamState.OPEN
-        self._start_stream_event = None
-        self._end_stream_event = None
+        self._start_stream_event: Any = None
+        self._end_stream_event: Any = None
+
+    def _put_event(self, event: Any) -> None:
+        self._events.append(event)
+        if self._event_arrived is not None:
+            self._event_arrived.set()
+
+    def _window_opened(self) -> None:
+        if self._flow_control_update_event is not None:
+            self._flow_control_update_event.set()
 
     async def _wait_flow_control_update(self) -> None:
-        await self._flow_control_update_event.wait()
         self._flow_control_update_event = trio.Event()
+        await self._flow_control_update_event.wait()
+        self._flow_control_update_event = None
 
     async def receive_event(self) -> Any:
-        event = await super().receive_event()
-        if isinstance(event, _RequestFailed):
+        """purerpc's `receive_event`, but an event already queued costs no scheduling round.
+
+        It checkpoints only if cancelled then: a unary call whose request came in one read
+        runs from its first step to its last in one go. A handler reading queued events cannot
+        starve the others for long: only `listen()` queues them, and it cannot run meanwhile,
+        so they are at most one read's worth.
+        """
+        events = self._events
+        if events:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            while not events:
+                self._event_arrived = trio.Event()
+                await self._event_arrived.wait()
+            self._event_arrived = None
+        event = events.popleft()
+        if isinstance(event, MessageReceived):
+            self._grpc_connection.acknowledge_received_data(
+                self._stream_id, event.flow_controlled_length
+            )
+            await self._socket.flush()
+            if self._incoming_message_type is not None:
+                message = self._incoming_message_type()
+                message.ParseFromString(event.data)
+                event.data = message
+        elif isinstance(event, _RequestFailed):
+            self._end_stream_event = event
             raise event.error
+        elif isinstance(event, RequestEnded):
+            self._end_stream_event = event
+        else:
+            self._start_stream_event = event
         return event
 
     async def send_message(self, message: Any) -> None:
+        connection = self._grpc_connection
         if not self._response_started:
             # The response headers leave with the first message (same send, same packet).
-            self._grpc_connection.start_response(self._stream_id, "+proto")
+            connection.start_response(self._stream_id, "+proto")
             self._response_started = True
-        await super().send_message(message)
+        data = message.SerializeToString()
+        size = len(data)
+        if (
+            size <= connection.config.max_message_length
+            and size + 5 <= connection.flow_control_window(self._stream_id)
+        ):
+            # What purerpc's `_send` comes to for a message that fits the window and a frame,
+            # without its write buffer per message.
+            connection.send_data(self._stream_id, _MESSAGE_PREFIX.pack(False, size) + data)
+            await self._socket.flush()
+        else:  # too large (it raises), or sent as the window opens
+            await self._send(data)
 
 
 class _Writer(SocketWrapper):  # type: ignore[misc]
@@ -181,9 +345,14 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         grpc_connection._request_received = self._request_received
         grpc_connection._data_received = self._data_received
         self._h2: h2.connection.H2Connection = grpc_connection.h2_connection
+        self._h2.encoder = _ResponseEncoder()
+        decoder = _RequestDecoder(max_header_list_size=self._h2.decoder.max_header_list_size)
+        decoder.max_allowed_table_size = self._h2.decoder.max_allowed_table_size
+        self._h2.decoder = decoder
         # Our headers are purerpc's constants and statuses, lowercase and valid by
         # construction: h2 need not check and rewrite each of them on every call.
         self._h2.config.validate_outbound_headers = False
+        self._h2.config.validate_inbound_headers = False  # `_headers_frame` checks them
         self._h2.config.normalize_outbound_headers = False
         dispatch = self._h2._frame_dispatch_table
         self._receive_window_update_frame = dispatch[WindowUpdateFrame]
@@ -213,9 +382,9 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
                 if isinstance(event, WindowUpdated):
                     if stream_id == 0:
                         for waiting in streams.values():
-                            waiting._flow_control_update_event.set()
+                            waiting._window_opened()
                     elif stream_id in streams:
-                        streams[stream_id]._flow_control_update_event.set()
+                        streams[stream_id]._window_opened()
                     continue
                 if isinstance(event, RequestReceived):
                     stream = self._allocate_stream(stream_id)
@@ -224,7 +393,7 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
                     if stream is None:
                         self._discard(event)
                         continue
-                stream._incoming_events[0].send_nowait(event)
+                stream._put_event(event)
                 if isinstance(event, RequestReceived):
                     yield stream
                 elif isinstance(event, RequestEnded | ResponseEnded):
@@ -260,12 +429,20 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         h2 validates a request's headers (pseudo-headers, uppercase names, connection-specific
         fields) once it has opened the stream, and raises a plain ProtocolError, which ends
         the connection; RFC 7540 §8.1.2.6 makes it a stream error of type PROTOCOL_ERROR.
-        Errors before the stream exists (HPACK, stream ids, limits) stay connection errors.
+        Errors before the stream exists (HPACK, stream ids, limits) stay connection errors,
+        and so do malformed trailers, as in h2. h2's own check is off (seven generators
+        chained over every field of every request): `_malformed` makes the same in one pass.
         """
         h2_connection = self._h2
         opening = frame.stream_id not in h2_connection.streams
         try:
-            return self._receive_headers_frame(frame)
+            frames, events = self._receive_headers_frame(frame)
+            for event in events:
+                if isinstance(event, _H2_HEADERS_RECEIVED):
+                    trailers = isinstance(event, h2.events.TrailersReceived)
+                    problem = _malformed(event.headers, trailers=trailers)
+                    if problem is not None:
+                        raise h2.exceptions.ProtocolError(problem)
         except h2.exceptions.ProtocolError as exc:
             if not (
                 opening
@@ -276,6 +453,7 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
             log.debug("gRPC stream %d reset: malformed request: %s", frame.stream_id, exc)
             self._reset(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
             return [], []
+        return frames, events
 
     def _request_received(self, event: Any) -> list[object]:
         try:
@@ -348,12 +526,9 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
             self._reset(stream_id, ErrorCodes.NO_ERROR if answered else ErrorCodes.CANCEL)
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
-            queue = stream._incoming_events[1]
-            while True:
-                try:
-                    self._discard(queue.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            for event in stream._events:
+                self._discard(event)
+            stream._events.clear()
 
     async def refuse(self, stream_id: int) -> None:
         self._reset(stream_id, ErrorCodes.REFUSED_STREAM)  # unless the client gave up first
@@ -375,6 +550,60 @@ class ServerConnection(GRPCProtoSocket):  # type: ignore[misc]
         """Queue the final GOAWAY; it is written when the `async with` block exits."""
         self._h2.close_connection(error_code=ErrorCodes.NO_ERROR)
         await self._socket.flush()
+
+
+def _malformed(headers: list[tuple[str, str]], *, trailers: bool) -> str | None:
+    """Why a received header block is malformed (RFC 7540 §8.1.2), or None if it is not.
+
+    The checks h2 3.x makes when it validates inbound headers, for a server: field names
+    lowercase, without surrounding whitespace, not connection-specific; `te` only
+    "trailers"; pseudo-headers known, once each, before the other fields, none in trailers;
+    a request has `:method`, `:scheme` and a non-empty `:path`, an `:authority` or a `host`
+    (the same if both), no `:status`, and `:protocol` only for CONNECT.
+    """
+    pseudo: dict[str, str] = {}
+    regular = False
+    host: str | None = None
+    for name, value in headers:
+        if not name or name[0] in _WHITESPACE or name[-1] in _WHITESPACE:
+            return f"header name {name!r} empty or surrounded by whitespace"
+        if value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
+            return f"value of {name} surrounded by whitespace"
+        if _UPPERCASE.search(name):
+            return f"uppercase header name {name!r}"
+        if name[0] == ":":
+            if regular:
+                return f"pseudo-header {name} after a regular header"
+            if name in pseudo:
+                return f"duplicate pseudo-header {name}"
+            if name not in _PSEUDO_HEADERS:
+                return f"unknown pseudo-header {name}"
+            pseudo[name] = value
+            continue
+        regular = True
+        if name in _CONNECTION_SPECIFIC:
+            return f"connection-specific header {name}"
+        if name == "te" and value.lower() != "trailers":
+            return f"te header {value!r}, not trailers"
+        if name == "host":
+            host = value
+    if trailers:
+        return f"pseudo-headers in trailers: {sorted(pseudo)}" if pseudo else None
+    for required in (":method", ":scheme", ":path"):
+        if required not in pseudo:
+            return f"no {required} pseudo-header"
+    if ":status" in pseudo:
+        return "a :status pseudo-header in a request"
+    if ":protocol" in pseudo and pseudo[":method"] != "CONNECT":
+        return "a :protocol pseudo-header in a request other than CONNECT"
+    authority = pseudo.get(":authority")
+    if authority is None and host is None:
+        return "neither :authority nor host"
+    if authority is not None and host is not None and authority != host:
+        return f":authority {authority!r} and host {host!r} differ"
+    if not pseudo[":path"]:
+        return "an empty :path"
+    return None
 
 
 def _unread_bytes(buffer: MessageReadBuffer) -> int:
