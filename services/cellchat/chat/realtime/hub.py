@@ -84,7 +84,7 @@ class Outbox:
         if self.closed:
             return False
         gate = self.gate
-        if gate.open:  # the common case, without a list per delivery
+        if not gate.holding:  # the common case, without a list per delivery
             return gate.admit(envelope) and self.put_frame(envelope.wire)
         try:
             ready = gate.live(envelope)

@@ -167,11 +167,14 @@ class FrameWriter:
         lock stays held until the writer task writes it (`write`)."""
         if self._lock._held or self._ws._close_reason is not None:
             return 0
-        try:
-            sent = self._write_now(frame)
-        except ConnectionGone:
+        fd = self._stream.socket.fileno()  # -1 once closed: looked up each time, never kept
+        if fd < 0:
             return 0
-        if 0 < sent < len(frame):
+        try:
+            sent = os.write(fd, frame)
+        except OSError:  # full (BlockingIOError) or broken: the writer finds out which
+            return 0
+        if sent < len(frame):
             self._lock.acquire_nowait()
             self._owed = True
         return sent
