@@ -9,6 +9,10 @@ conversation (created through the service, so every row the statements read exis
 the chat replica is stopped. The statement list of peer (a) is checked against a trace of the
 service (bench/trace.py); a difference is reported in the results.
 
+Before the rounds, peer (a) runs for a few seconds unmeasured, on conversations of its own: the
+node runs with server JVM settings, whose JIT compiles the hot statements during the first
+seconds of load (a cold first round measured 30-50% below the next).
+
 The load of a shared machine drifts within a minute, so cellchat and peer (a) are measured in
 `rounds` alternating rounds (cellchat first in even rounds, the peer first in odd ones), each
 with a fresh replica or peer process; rates, CPU per send and latencies are pooled over the
@@ -66,14 +70,17 @@ async def send_load(port: int, work: list[tuple[str, str, str]], seconds: float,
         return result
 
 
-def run_peer(ctx: Context, mode: str, work: list[tuple[str, str, str]]) -> dict[str, Any]:
+def run_peer(ctx: Context, mode: str, work: list[tuple[str, str, str]], *,
+             seconds: float | None = None, label: str = "") -> dict[str, Any]:
     host, port = ctx.cassandra()
-    work_file = ctx.run_dir / f"cqlpeer-{mode}-work.json"
+    seconds = ctx.sizes.send_seconds if seconds is None else seconds
+    name = f"cqlpeer-{label or mode}"
+    work_file = ctx.run_dir / f"{name}-work.json"
     work_file.write_text(json.dumps(work))
-    child = python_child(f"cqlpeer-{mode}", "bench.cqlpeer", [
+    child = python_child(name, "bench.cqlpeer", [
         mode, "--hosts", host, "--port", str(port), "--keyspace", ctx.ensure_keyspace(),
-        "--work", str(work_file), "--seconds", str(ctx.sizes.send_seconds)], {}, ctx.log_dir)
-    result = child.result(timeout=ctx.timeout(ctx.sizes.send_seconds + 120))
+        "--work", str(work_file), "--seconds", str(seconds)], {}, ctx.log_dir)
+    result = child.result(timeout=ctx.timeout(seconds + 120))
     return result
 
 
@@ -96,7 +103,12 @@ def run(ctx: Context) -> list[Row]:
     rounds = max(1, sizes.rounds)
     cell_runs: list[dict[str, Any]] = []
     same_runs: list[dict[str, Any]] = []
-    work: list[tuple[str, str, str]] = []
+    with ctx.cellchat("cellchat-send-setup", store="cassandra") as server:
+        work = create_pairs(server.info["grpc"], 4 * c, "send")
+    # Not measured: the node's JIT compiles the send path's statements now, or the first
+    # round (cellchat's) would pay for it alone.
+    run_peer(ctx, "same", work[3 * c:], seconds=min(15.0, 1.5 * sizes.send_seconds),
+             label="warm-up")
     for index in range(rounds):
         order = ("cellchat", "same") if index % 2 == 0 else ("same", "cellchat")
         for who in order:
@@ -104,8 +116,6 @@ def run(ctx: Context) -> list[Row]:
                 same_runs.append(run_peer(ctx, "same", work[c:2 * c]))
                 continue
             with ctx.cellchat(f"cellchat-send-{index}", store="cassandra") as server:
-                if not work:
-                    work = create_pairs(server.info["grpc"], 3 * c, "send")
                 label = "send" if index == 0 else f"send-{index}"
                 with ctx.sampling(server, label):
                     cell_runs.append(asyncio.run(send_load(
@@ -140,7 +150,7 @@ def run(ctx: Context) -> list[Row]:
     ctx.note(f"driver loop, same CQL: {same['rate']:,.0f} sends/s, "
              f"p99 {same_lat['p99_ms']:.0f} ms, errors {same['errors']}, "
              f"CPU {same['cpu_ms_per_send']:.1f} ms/send" + _by_round(same["round_rates"]))
-    plain = run_peer(ctx, "insert", work[2 * c:])
+    plain = run_peer(ctx, "insert", work[2 * c:3 * c])
     plain_lat = summary_ms(plain["latencies"])
     ctx.note(f"driver loop, plain INSERT: {plain['rate']:,.0f} inserts/s, "
              f"p99 {plain_lat['p99_ms']:.0f} ms, errors {plain['errors']}")
